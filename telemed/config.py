@@ -1,0 +1,253 @@
+"""Settings: `config.yaml` plus environment overrides, validated once at start.
+
+Every number a rule of RULES.md depends on lives here (section `rules`), so a
+test can run a whole day of rules in seconds. Environment variables override
+the file: `TELEMED_RULES__URGENT_LIMIT=10s` sets `rules.urgent_limit`.
+Nothing else in the code reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "TELEMED_"
+CONFIG_ENV = "TELEMED_CONFIG"
+DEFAULT_CONFIG_FILE = "config.yaml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`30m`, `90s`, `1.5h`, `250ms`, `2d` (or a timedelta) -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("expected a duration like 30m, 90s or 1.5h")
+    if isinstance(value, int | float):
+        raise ValueError(f"{value!r} has no unit; write it like 30m, 90s or 1.5h")
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 30m, 90s or 1.5h")
+    number, unit = match.groups()
+    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit])
+
+
+def _positive(delta: timedelta) -> timedelta:
+    if delta <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return delta
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RulesSettings(_Section):
+    """The numbers of RULES.md, each named after its rule."""
+
+    urgent_limit: Duration = timedelta(minutes=30)  # R-LIMIT-URG
+    scheduled_limit: Duration = timedelta(minutes=15)  # R-LIMIT-SCH
+    no_show_after: Duration = timedelta(minutes=15)  # R-NOSHOW-1
+    remind_before: Duration = timedelta(minutes=10)  # R-REMIND-1
+    paediatric_ages: tuple[int, int] = (1, 17)  # R-ROUTE-1
+    urgent_start_target: Duration = timedelta(minutes=5)  # R-URG-2
+    second_opinion_working_days: int = Field(default=14, ge=1)  # R-SECOND
+    limit_warning_before: Duration = timedelta(minutes=2)
+    conclusion_due_after: Duration = timedelta(minutes=15)  # R-CONCL-1
+
+    @model_validator(mode="after")
+    def _check(self) -> RulesSettings:
+        for name in (
+            "urgent_limit",
+            "scheduled_limit",
+            "no_show_after",
+            "remind_before",
+            "urgent_start_target",
+            "conclusion_due_after",
+        ):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be longer than zero")
+        low, high = self.paediatric_ages
+        if not 0 <= low <= high:
+            raise ValueError("paediatric_ages must be [youngest, oldest] with youngest <= oldest")
+        return self
+
+
+class DeviceSettings(_Section):
+    """Technical requirements of the connection check (R-DEV)."""
+
+    min_video: tuple[int, int] = (1024, 720)
+    min_bandwidth_kbps: int = Field(default=1000, gt=0)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    trusted_proxies: tuple[str, ...] = ()
+
+
+class AuthSettings(_Section):
+    """Login by SMS code (R-AUTH-1) and staff tokens."""
+
+    otp_length: int = Field(default=6, ge=4, le=10)
+    otp_ttl: Duration = timedelta(minutes=5)
+    otp_max_attempts: int = Field(default=5, ge=1)
+    otp_resend_cooldown: Duration = timedelta(seconds=60)
+    otp_per_phone_per_hour: int = Field(default=5, ge=1)
+    otp_per_address_per_hour: int = Field(default=30, ge=1)
+    token_ttl: Duration = timedelta(hours=12)
+    secret_key: str | None = Field(default=None, min_length=16)
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthSettings:
+        _positive(self.otp_ttl)
+        _positive(self.token_ttl)
+        return self
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///data/telemed.db"
+    echo: bool = False
+    busy_timeout: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _check(self) -> DatabaseSettings:
+        if not self.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class RedisSettings(_Section):
+    url: str | None = None
+
+
+class SmsSettings(_Section):
+    backend: Literal["log", "file", "http"] = "log"
+    path: str | None = None
+    url: str | None = None
+    token: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> SmsSettings:
+        if self.backend == "file" and not self.path:
+            raise ValueError("path is required when backend is file")
+        if self.backend == "http" and not self.url:
+            raise ValueError("url is required when backend is http")
+        return self
+
+
+class StorageSettings(_Section):
+    documents_dir: str = "data/documents"
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(default=True, alias="json")
+
+
+class Settings(_Section):
+    """The whole configuration, frozen after validation."""
+
+    server: ServerSettings = ServerSettings()
+    rules: RulesSettings = RulesSettings()
+    device: DeviceSettings = DeviceSettings()
+    auth: AuthSettings = AuthSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    sms: SmsSettings = SmsSettings()
+    storage: StorageSettings = StorageSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`TELEMED_A__B=value` -> {"a": {"b": value}}; values are read as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: cannot read the value: {exc}") from exc
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: conflicts with another override")
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"config key {key}: {msg}")
+    return "; ".join(lines)
+
+
+def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+    """Validate a config mapping; a bad value raises ConfigError naming its key."""
+    try:
+        return Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the config file (explicit path, else $TELEMED_CONFIG, else ./config.yaml if present)
+    and apply environment overrides."""
+    env = os.environ if environ is None else environ
+    chosen = path or env.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        chosen = DEFAULT_CONFIG_FILE
+    if chosen is not None:
+        file = Path(chosen)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file}: the top level must be a mapping")
+        data = loaded
+    return settings_from_mapping(_merge(data, _env_overrides(env)))

@@ -1,0 +1,113 @@
+"""Engines, sessions and schema upgrades for SQLite (embedded) and PostgreSQL.
+
+Writes on SQLite start with `BEGIN IMMEDIATE`: a deferred transaction that
+reads and then writes under WAL fails at once with SQLITE_BUSY when another
+writer got in first, instead of waiting `busy_timeout`. Guarded updates then
+decide races the same way on both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from telemed.config import DatabaseSettings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_WRITE = "telemed_write"
+_MIGRATION_LOCK = 0x7E1E_3ED
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An async engine; on SQLite with WAL, a busy timeout and foreign keys on."""
+    if not settings.is_sqlite:
+        return create_async_engine(settings.url, echo=settings.echo, pool_pre_ping=True)
+    _prepare_sqlite_file(settings.url)
+    engine = create_async_engine(settings.url, echo=settings.echo)
+    busy_ms = int(settings.busy_timeout.total_seconds() * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us emit BEGIN ourselves (the pysqlite/aiosqlite default is wrong for us).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """The one way services reach the database: `read()` and `write()` sessions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._reader = async_sessionmaker(engine, expire_on_commit=False)
+        writer_engine = engine.execution_options(**{_WRITE: True}) if self.is_sqlite else engine
+        self._writer = async_sessionmaker(writer_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads; rolled back at the end."""
+        async with self._reader() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed if the block ends normally, rolled back on error."""
+        async with self._writer() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(url: str | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema to `revision` with Alembic, on the given engine."""
+
+    def _run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Nodes starting together take turns; the lock ends with the transaction.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_run)

@@ -1,0 +1,1 @@
+"""REST transport: declared endpoints, validated by pydantic, mapped to one error tree."""

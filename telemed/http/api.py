@@ -1,0 +1,320 @@
+"""A small declarative layer over aiohttp routes.
+
+Each endpoint declares its body model, response model and the roles that may
+call it. One wrapper authenticates, applies the consent gate (R-CONSENT-1),
+reads and validates the body, calls the handler and serialises the answer;
+the same declarations generate the OpenAPI document, so the document cannot
+drift from what is enforced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from telemed.errors import (
+    BadRequest,
+    ConsentRequired,
+    Forbidden,
+    PayloadTooLarge,
+    TelemedError,
+    ValidationFailed,
+)
+from telemed.roles import Role
+from telemed.services.auth import Caller
+
+API_PREFIX = "/api/v1"
+B = TypeVar("B", bound=BaseModel)
+
+
+class Body(BaseModel):
+    """Base of request bodies: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Out(BaseModel):
+    """Base of response bodies."""
+
+
+@dataclass
+class Call(Generic[B]):
+    """What a handler receives: the request, the caller (if any) and the validated body."""
+
+    request: web.Request
+    caller: Caller | None
+    body: B
+
+    @property
+    def me(self) -> Caller:
+        assert self.caller is not None, "endpoint declared without roles"
+        return self.caller
+
+
+Handler = Callable[[Call[Any]], Awaitable[BaseModel | web.StreamResponse | None]]
+Authenticator = Callable[[web.Request], Awaitable[Caller]]
+ConsentCheck = Callable[[web.Request, Caller], Awaitable[bool]]
+
+
+class NoBody(Body):
+    """Endpoints without a request body."""
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    body: type[BaseModel]
+    response: type[BaseModel] | None
+    roles: frozenset[Role] | None
+    consent: bool
+    status: int
+    summary: str
+    tag: str
+    query: type[BaseModel] | None = None
+    raw_body: bool = False
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+
+PUBLIC: None = None
+
+
+class Api:
+    """The collection of endpoints of one API version."""
+
+    def __init__(
+        self,
+        title: str,
+        version: str,
+        authenticate: Authenticator,
+        has_consent: ConsentCheck,
+        max_body: Callable[[web.Request], int],
+    ) -> None:
+        self.title = title
+        self.version = version
+        self.endpoints: list[Endpoint] = []
+        self._authenticate = authenticate
+        self._has_consent = has_consent
+        self._max_body = max_body
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        roles: Collection[Role] | None,
+        body: type[BaseModel] = NoBody,
+        response: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        consent: bool = True,
+        status: int = 200,
+        summary: str = "",
+        tag: str = "default",
+        raw_body: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Declare an endpoint. `roles=None` means public; patients also need consent unless
+        `consent=False`."""
+
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(
+                    method=method.upper(),
+                    path=path,
+                    handler=handler,
+                    body=body,
+                    response=response,
+                    roles=None if roles is None else frozenset(roles),
+                    consent=consent,
+                    status=status,
+                    summary=summary or (handler.__doc__ or "").strip().split("\n")[0],
+                    tag=tag,
+                    query=query,
+                    raw_body=raw_body,
+                )
+            )
+            return handler
+
+        return register
+
+    def mount(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, API_PREFIX + endpoint.path, self._wrap(endpoint))
+
+    def _wrap(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def view(request: web.Request) -> web.StreamResponse:
+            caller: Caller | None = None
+            if endpoint.roles is not None:
+                caller = await self._authenticate(request)
+                if caller.role not in endpoint.roles:
+                    raise Forbidden(f"This is not available to the {caller.role.value} role.")
+                if (
+                    endpoint.consent
+                    and caller.role is Role.PATIENT
+                    and not await self._has_consent(request, caller)
+                ):
+                    raise ConsentRequired()
+            if endpoint.query is not None:
+                parsed: BaseModel = _validate(endpoint.query, dict(request.query))
+            elif endpoint.raw_body or endpoint.body is NoBody:
+                parsed = NoBody()
+            else:
+                parsed = _validate(endpoint.body, await read_json(request, self._max_body(request)))
+            result = await endpoint.handler(Call(request, caller, parsed))
+            if isinstance(result, web.StreamResponse):
+                return result
+            if result is None:
+                return web.Response(status=204 if endpoint.status == 200 else endpoint.status)
+            return web.json_response(
+                body=result.model_dump_json(by_alias=True).encode(),
+                status=endpoint.status,
+            )
+
+        view.__name__ = endpoint.handler.__name__
+        return view
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document, built from the endpoint declarations."""
+        paths: dict[str, dict[str, Any]] = {}
+        schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+        for ep in self.endpoints:
+            op: dict[str, Any] = {
+                "summary": ep.summary,
+                "tags": [ep.tag],
+                "operationId": ep.handler.__name__,
+                "responses": {"4XX": _error_response("A client error: see error.code.")},
+            }
+            if ep.roles is not None:
+                op["security"] = [{"bearer": []}]
+                op["x-roles"] = sorted(r.value for r in ep.roles)
+                op["responses"]["401"] = _error_response("Missing, expired or revoked token.")
+                op["responses"]["403"] = _error_response("forbidden or consent_required.")
+            if ep.body is not NoBody and not ep.raw_body and ep.query is None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(ep.body, schemas)}},
+                }
+            if ep.raw_body:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"multipart/form-data": {"schema": {"type": "object"}}},
+                }
+            if ep.query is not None:
+                op["parameters"] = _query_parameters(ep.query)
+            status = str(ep.status)
+            if ep.response is not None:
+                op["responses"][status] = {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": _ref(ep.response, schemas)}},
+                }
+            else:
+                op["responses"]["204" if ep.status == 200 else status] = {"description": "Done"}
+            path = API_PREFIX + ep.path
+            op_params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _path_params(ep.path)
+            ]
+            if op_params:
+                op.setdefault("parameters", []).extend(op_params)
+            paths.setdefault(path, {})[ep.method.lower()] = op
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": self.version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """Read a JSON body of at most `limit` bytes; refuse larger ones before reading them."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit_bytes=limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit_bytes=limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadRequest("The request body is empty; send a JSON object.")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("The request body is not valid JSON.") from None
+
+
+def _validate(model: type[B], data: Any) -> B:
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+
+
+def validation_failed(exc: ValidationError) -> TelemedError:
+    """A pydantic error as our `validation_error`, naming the fields (never echoing values)."""
+    fields = [
+        {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_input=False, include_url=False)
+    ]
+    names = ", ".join(f["field"] for f in fields) or "body"
+    return ValidationFailed(f"Invalid fields: {names}.", fields=fields)
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        schemas[name] = sub
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }

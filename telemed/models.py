@@ -1,0 +1,342 @@
+"""The relational schema: SQLAlchemy 2 models, the source of truth of telemed.
+
+Times are stored in UTC and come back as aware datetimes on every backend.
+Deadlines live in rows (`limit_ends_at`, `no_show_at`, `remind_at`, ...) so
+that the scheduler can find what is due after any restart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    """A fresh opaque id (ids are strings in the public interface)."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on SQLite (which has no time zones) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use the injected clock")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+IdCol = String(32)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), date: Date()}
+
+
+class Patient(Base):
+    """An insured person (R-ID-1). The phone (E.164) is the login (R-AUTH-1)."""
+
+    __tablename__ = "patients"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[date]
+    sex: Mapped[str] = mapped_column(String(1))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    source: Mapped[str] = mapped_column(String(16))  # import | consultant | demo
+    registered_by: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Policy(Base):
+    """An insurance policy from the insurer's list; re-imports update by number."""
+
+    __tablename__ = "policies"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    policy_number: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    purchased_on: Mapped[date | None]
+    valid_from: Mapped[date]
+    valid_to: Mapped[date]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Staff(Base):
+    """A consultant, doctor or administrator; passwords hashed with argon2."""
+
+    __tablename__ = "staff"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class AuthToken(Base):
+    """A bearer token, stored only as its SHA-256; expires and can be revoked."""
+
+    __tablename__ = "auth_tokens"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    subject_id: Mapped[str] = mapped_column(IdCol, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class OtpCode(Base):
+    """A one-time SMS code (R-AUTH-1), kept as an HMAC; rows also exist for unknown
+    numbers so that every number gets the same answer and the same limits."""
+
+    __tablename__ = "otp_codes"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    phone: Mapped[str] = mapped_column(String(20))
+    client_addr: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    consumed_at: Mapped[datetime | None]
+    __table_args__ = (
+        Index("ix_otp_codes_phone_created", "phone", "created_at"),
+        Index("ix_otp_codes_addr_created", "client_addr", "created_at"),
+    )
+
+
+class ServerKey(Base):
+    """Server secrets generated once and shared by every node (e.g. the OTP HMAC key)."""
+
+    __tablename__ = "server_keys"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class ConsentRecord(Base):
+    """Acceptance of a consent version (R-CONSENT-1): what text, when, from where."""
+
+    __tablename__ = "consent_records"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[datetime]
+    client_addr: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512))
+    withdrawn_at: Mapped[datetime | None]
+
+
+class Consultation(Base):
+    """One request of a patient, from start to close, across consultant and doctor legs."""
+
+    __tablename__ = "consultations"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(24))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    queue_role: Mapped[str | None] = mapped_column(String(16))
+    queued_at: Mapped[datetime | None]
+    consultant_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    doctor_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    target_doctor_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    appointment_id: Mapped[str | None] = mapped_column(IdCol)
+    close_reason: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    first_accepted_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    limit_ends_at: Mapped[datetime | None]
+    limit_warned_at: Mapped[datetime | None]
+    no_show_at: Mapped[datetime | None]
+    patient_seen_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_consultations_queue", "state", "queue_role", "queued_at"),)
+
+
+class ConsultationLeg(Base):
+    """Who served the patient from when to when: every hop of a consultation."""
+
+    __tablename__ = "consultation_legs"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultations.id"), index=True)
+    staff_id: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class Appointment(Base):
+    """A booked consultation with a doctor at a time (R-SCH)."""
+
+    __tablename__ = "appointments"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    doctor_id: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"), index=True)
+    booked_by: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    requires_documents: Mapped[bool] = mapped_column(Boolean, default=False)
+    notify_via: Mapped[str] = mapped_column(String(16), default="chat")
+    state: Mapped[str] = mapped_column(String(16), default="booked")
+    remind_at: Mapped[datetime | None] = mapped_column(index=True)
+    reminded_at: Mapped[datetime | None]
+    consultation_id: Mapped[str | None] = mapped_column(IdCol)
+    cancelled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Document(Base):
+    """A file in a patient's medical card, stored outside the web root under a random name."""
+
+    __tablename__ = "documents"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_name: Mapped[str] = mapped_column(String(64), unique=True)
+    uploaded_by_role: Mapped[str] = mapped_column(String(16))
+    uploaded_by_id: Mapped[str] = mapped_column(IdCol)
+    created_at: Mapped[datetime]
+
+
+class ConsultationDocument(Base):
+    """A document the patient added to a consultation (R-DOCS-1)."""
+
+    __tablename__ = "consultation_documents"
+    consultation_id: Mapped[str] = mapped_column(
+        IdCol, ForeignKey("consultations.id"), primary_key=True
+    )
+    document_id: Mapped[str] = mapped_column(IdCol, ForeignKey("documents.id"), primary_key=True)
+    added_at: Mapped[datetime]
+
+
+class ChatMessage(Base):
+    """A chat line of a consultation; the integer id orders the history and the replay."""
+
+    __tablename__ = "chat_messages"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    consultation_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultations.id"), index=True)
+    sender_role: Mapped[str] = mapped_column(String(16))
+    sender_id: Mapped[str] = mapped_column(IdCol)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ChatMessageDocument(Base):
+    """A medical-card document attached to a chat message."""
+
+    __tablename__ = "chat_message_documents"
+    message_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("chat_messages.id"),
+        primary_key=True,
+    )
+    document_id: Mapped[str] = mapped_column(IdCol, ForeignKey("documents.id"), primary_key=True)
+
+
+class Conclusion(Base):
+    """A doctor's conclusion (R-CONCL-1): drafts change in place, signed versions never."""
+
+    __tablename__ = "conclusions"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultations.id"), index=True)
+    doctor_id: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(8), default="draft")
+    findings: Mapped[str] = mapped_column(Text, default="")
+    recommendations: Mapped[str] = mapped_column(Text, default="")
+    follow_up: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str | None] = mapped_column(Text)
+    supersedes_id: Mapped[str | None] = mapped_column(IdCol)
+    due_at: Mapped[datetime | None]
+    signed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("consultation_id", "version"),)
+
+
+class Notification(Base):
+    """The outbox: every message to a patient or staff member, sent exactly once."""
+
+    __tablename__ = "notifications"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
+    recipient_role: Mapped[str] = mapped_column(String(16))
+    recipient_id: Mapped[str] = mapped_column(IdCol, index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+
+
+class AuditEntry(Base):
+    """Who did what to which object, when, and with what outcome. Never medical text."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_role: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(IdCol)
+    action: Mapped[str] = mapped_column(String(48))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32), default="ok")
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)

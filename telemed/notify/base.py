@@ -1,0 +1,32 @@
+"""The one interface every outbound message backend (SMS now, push later) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to deliver: `to` is an E.164 phone (SMS) or a device token (push).
+
+    `code` repeats the one-time code the text carries, if any, so a
+    development backend can expose it to tests; real gateways never get it
+    as a separate field. `text` and `code` are kept out of `repr` so logging
+    a message object cannot leak a code.
+    """
+
+    to: str
+    text: str = field(repr=False)
+    code: str | None = field(default=None, repr=False)
+    kind: str = "sms"
+
+
+class Sender(Protocol):
+    """Delivers outbound messages; raises `SendFailed` when delivery did not happen."""
+
+    async def send(self, message: OutboundMessage) -> None: ...
+
+
+class SendFailed(Exception):
+    """A message could not be handed over; the error text never contains the message text."""

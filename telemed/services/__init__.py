@@ -1,0 +1,1 @@
+"""Application services: load, apply the domain, save in one transaction."""

@@ -1,0 +1,86 @@
+"""Consent to personal data processing (R-CONSENT-1): accept, check, withdraw."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from telemed.clock import Clock
+from telemed.consent import consent_text, current_version
+from telemed.db import Database
+from telemed.errors import Conflict
+from telemed.models import ConsentRecord
+from telemed.roles import Role
+from telemed.services.audit import Who, record
+
+
+class ConsentOutdated(Conflict):
+    code = "consent_outdated"
+    default_message = "This consent version is no longer current; read the current text."
+
+
+class ConsentService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def accepted_at(self, patient_id: str) -> datetime | None:
+        """When the patient accepted the current version (and has not withdrawn), else None."""
+        async with self.db.read() as session:
+            return await session.scalar(
+                select(ConsentRecord.accepted_at)
+                .where(
+                    ConsentRecord.patient_id == patient_id,
+                    ConsentRecord.version == current_version(),
+                    ConsentRecord.withdrawn_at.is_(None),
+                )
+                .order_by(ConsentRecord.accepted_at.desc())
+                .limit(1)
+            )
+
+    async def accept(
+        self, patient_id: str, version: str, client_addr: str, user_agent: str
+    ) -> ConsentRecord:
+        """Record acceptance of the current text with its hash, time, address and browser."""
+        if version != current_version():
+            raise ConsentOutdated(current_version=current_version())
+        now = self.clock.now()
+        text = consent_text()
+        rec = ConsentRecord(
+            patient_id=patient_id,
+            version=version,
+            text_sha256=text.sha256,
+            accepted_at=now,
+            client_addr=client_addr,
+            user_agent=user_agent[:512],
+        )
+        async with self.db.write() as session:
+            session.add(rec)
+            record(
+                session,
+                at=now,
+                who=Who(Role.PATIENT, patient_id, client_addr),
+                action="consent_accept",
+                object_type="consent",
+                object_id=version,
+            )
+        return rec
+
+    async def withdraw(self, patient_id: str, client_addr: str) -> None:
+        """Withdraw every acceptance; from now on services answer consent_required."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            await session.execute(
+                update(ConsentRecord)
+                .where(ConsentRecord.patient_id == patient_id, ConsentRecord.withdrawn_at.is_(None))
+                .values(withdrawn_at=now)
+            )
+            record(
+                session,
+                at=now,
+                who=Who(Role.PATIENT, patient_id, client_addr),
+                action="consent_withdraw",
+                object_type="consent",
+                object_id=None,
+            )

@@ -1,0 +1,309 @@
+"""Consultation service: load, let the pure state machine decide, save with a guarded update.
+
+The guarded update (`WHERE id = :id AND state = :old AND version = :v`) in
+one transaction is what makes two consultants accepting the same patient end
+with one success and one `already_taken`, on SQLite and PostgreSQL alike.
+The same transaction records the legs (who served the patient from when to
+when) and the audit entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from telemed.clock import Clock
+from telemed.config import RulesSettings
+from telemed.consultation import (
+    Actor,
+    Channel,
+    ConsultationView,
+    Event,
+    Kind,
+    State,
+    Transition,
+    decide,
+    leg_end_event,
+    leg_limit,
+)
+from telemed.db import Database
+from telemed.errors import AlreadyTaken, Conflict, NotFound
+from telemed.models import Consultation, ConsultationLeg, Patient
+from telemed.roles import DOCTOR_ROLES, Role
+from telemed.routing import duty_role_for
+from telemed.services.audit import Who, record
+
+_WITH_STAFF = {State.WITH_CONSULTANT, State.WITH_DOCTOR}
+_WAITING = {State.WAITING_CONSULTANT, State.WAITING_DOCTOR}
+_ACCEPT_CANDIDATES = 20
+
+
+class QueueEmpty(NotFound):
+    code = "queue_empty"
+    default_message = "Nobody is waiting in your queue."
+
+
+@dataclass(frozen=True)
+class Change:
+    """A consultation after a move, and the move itself (None when it was created)."""
+
+    consultation: Consultation
+    transition: Transition | None
+
+
+def view_of(row: Consultation) -> ConsultationView:
+    return ConsultationView(
+        id=row.id,
+        state=State(row.state),
+        kind=Kind(row.kind),
+        channel=Channel(row.channel),
+        patient_id=row.patient_id,
+        consultant_id=row.consultant_id,
+        doctor_id=row.doctor_id,
+        queue_role=Role(row.queue_role) if row.queue_role else None,
+        target_doctor_id=row.target_doctor_id,
+    )
+
+
+class ConsultationService:
+    """Every change of a consultation goes through `fire`."""
+
+    def __init__(self, db: Database, clock: Clock, rules: RulesSettings) -> None:
+        self.db = db
+        self.clock = clock
+        self.rules = rules
+
+    async def start(
+        self,
+        patient_id: str,
+        channel: Channel,
+        *,
+        kind: Kind = Kind.URGENT,
+        appointment_id: str | None = None,
+        waiting_for_patient: bool = False,
+    ) -> Change:
+        """Open a consultation: in the consultant queue (R-URG-2), or waiting for a booked
+        patient. A patient has at most one open consultation: starting again returns it."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            existing = await session.scalar(
+                select(Consultation).where(
+                    Consultation.patient_id == patient_id, Consultation.state != State.CLOSED
+                )
+            )
+            if existing is not None:
+                return Change(existing, None)
+            row = Consultation(
+                patient_id=patient_id,
+                kind=kind.value,
+                channel=channel.value,
+                state=(State.WAITING_PATIENT if waiting_for_patient else State.WAITING_CONSULTANT),
+                version=1,
+                queue_role=None if waiting_for_patient else Role.CONSULTANT.value,
+                queued_at=None if waiting_for_patient else now,
+                appointment_id=appointment_id,
+                created_at=now,
+                updated_at=now,
+                patient_seen_at=None if waiting_for_patient else now,
+            )
+            session.add(row)
+            await session.flush()
+            record(
+                session,
+                at=now,
+                who=Who(Role.PATIENT, patient_id),
+                action="consultation_start",
+                object_type="consultation",
+                object_id=row.id,
+                detail={"kind": kind.value, "channel": channel.value},
+            )
+        return Change(row, None)
+
+    async def get(self, consultation_id: str) -> Consultation:
+        async with self.db.read() as session:
+            row = await session.get(Consultation, consultation_id)
+        if row is None:
+            raise NotFound("No such consultation.")
+        return row
+
+    async def fire(
+        self,
+        consultation_id: str,
+        event: Event,
+        actor: Actor,
+        *,
+        queue_role: Role | None = None,
+        doctor_id: str | None = None,
+        outcome: str | None = None,
+        client_addr: str | None = None,
+    ) -> Change:
+        """Apply one event in one transaction; a concurrent change makes it fail cleanly."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            row = await session.get(Consultation, consultation_id)
+            if row is None:
+                raise NotFound("No such consultation.")
+            move = decide(view_of(row), event, actor, queue_role=queue_role, doctor_id=doctor_id)
+            values = self._columns(row, move, now, outcome)
+            result = await session.execute(
+                update(Consultation)
+                .where(
+                    Consultation.id == row.id,
+                    Consultation.state == move.old.value,
+                    Consultation.version == row.version,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                if event in (Event.CONSULTANT_ACCEPTS, Event.DOCTOR_ACCEPTS):
+                    raise AlreadyTaken()
+                raise Conflict("The consultation changed meanwhile; reload it.")
+            await self._record_legs(session, row.id, move, values, actor, now)
+            record(
+                session,
+                at=now,
+                who=Who(actor.role, actor.id, client_addr),
+                action=f"consultation_{event.value}",
+                object_type="consultation",
+                object_id=row.id,
+                detail={"from": move.old.value, "to": move.new.value},
+            )
+            await session.refresh(row)
+        return Change(row, move)
+
+    def _columns(
+        self, row: Consultation, move: Transition, now: datetime, outcome: str | None
+    ) -> dict[str, object]:
+        values: dict[str, object] = {
+            k: (v.value if isinstance(v, Role | State) else v) for k, v in move.changes.items()
+        }
+        values.update(state=move.new.value, version=row.version + 1, updated_at=now)
+        if move.new in _WAITING:
+            values["queued_at"] = now
+        elif move.old in _WAITING:
+            values["queued_at"] = None
+        if move.event is Event.CONSULTANT_ACCEPTS and row.first_accepted_at is None:
+            values["first_accepted_at"] = now
+        if move.new is State.WITH_DOCTOR:
+            limit = leg_limit(Kind(row.kind), self.rules.urgent_limit, self.rules.scheduled_limit)
+            values["limit_ends_at"] = now + limit
+            values["limit_warned_at"] = None
+        elif move.old is State.WITH_DOCTOR:
+            values["limit_ends_at"] = None
+        if move.new is State.CLOSED:
+            values["closed_at"] = now
+            values["outcome"] = outcome or (move.close_reason.value if move.close_reason else None)
+        if move.event is Event.PATIENT_CONNECTS:
+            values["patient_seen_at"] = now
+        return values
+
+    @staticmethod
+    async def _record_legs(
+        session: AsyncSession,
+        consultation_id: str,
+        move: Transition,
+        values: dict[str, object],
+        actor: Actor,
+        now: datetime,
+    ) -> None:
+        """End the leg that the move ends; start the one it starts."""
+        if move.old in _WITH_STAFF:
+            await session.execute(
+                update(ConsultationLeg)
+                .where(
+                    ConsultationLeg.consultation_id == consultation_id,
+                    ConsultationLeg.ended_at.is_(None),
+                )
+                .values(ended_at=now, end_reason=move.event.value)
+            )
+        if move.new is State.WITH_CONSULTANT:
+            staff_id = values.get("consultant_id") or actor.id
+            role = Role.CONSULTANT
+        elif move.new is State.WITH_DOCTOR:
+            staff_id, role = actor.id, actor.role
+        else:
+            return
+        session.add(
+            ConsultationLeg(
+                consultation_id=consultation_id,
+                staff_id=str(staff_id),
+                role=role.value,
+                started_at=now,
+            )
+        )
+
+    async def _current_consultant(self, consultation_id: str) -> str | None:
+        async with self.db.read() as session:
+            return await session.scalar(
+                select(Consultation.consultant_id).where(Consultation.id == consultation_id)
+            )
+
+    async def accept(self, actor: Actor, consultation_id: str | None = None) -> Change:
+        """Take a named patient, or the longest-waiting one of the actor's queue."""
+        event = Event.CONSULTANT_ACCEPTS if actor.role is Role.CONSULTANT else Event.DOCTOR_ACCEPTS
+        if consultation_id is not None:
+            return await self.fire(consultation_id, event, actor)
+        waiting = (
+            State.WAITING_CONSULTANT if actor.role is Role.CONSULTANT else State.WAITING_DOCTOR
+        )
+        async with self.db.read() as session:
+            candidates = (
+                await session.scalars(
+                    select(Consultation.id)
+                    .where(
+                        Consultation.state == waiting.value,
+                        Consultation.queue_role == actor.role.value,
+                        or_(
+                            Consultation.target_doctor_id.is_(None),
+                            Consultation.target_doctor_id == actor.id,
+                        ),
+                    )
+                    .order_by(Consultation.queued_at, Consultation.id)
+                    .limit(_ACCEPT_CANDIDATES)
+                )
+            ).all()
+        for candidate in candidates:
+            try:
+                return await self.fire(candidate, event, actor)
+            except AlreadyTaken:
+                continue
+        raise QueueEmpty()
+
+    async def transfer_to_duty_doctor(self, consultation_id: str, actor: Actor) -> Change:
+        """Transfer to the duty therapist (18+) or paediatrician (1-17) by age (R-ROUTE-1)."""
+        async with self.db.read() as session:
+            row = await session.get(Consultation, consultation_id)
+            if row is None:
+                raise NotFound("No such consultation.")
+            patient = await session.get(Patient, row.patient_id)
+        assert patient is not None
+        today = self.clock.now().astimezone(ZoneInfo(patient.timezone)).date()
+        role = duty_role_for(patient.birth_date, today, self.rules.paediatric_ages)
+        return await self.fire(consultation_id, Event.TRANSFER_TO_DOCTOR, actor, queue_role=role)
+
+    async def transfer_to_doctor(
+        self, consultation_id: str, actor: Actor, doctor_id: str, doctor_role: Role
+    ) -> Change:
+        """Transfer to a named doctor (a booked consultation)."""
+        if doctor_role not in DOCTOR_ROLES:
+            raise NotFound("No such doctor.")
+        return await self.fire(
+            consultation_id,
+            Event.TRANSFER_TO_DOCTOR,
+            actor,
+            queue_role=doctor_role,
+            doctor_id=doctor_id,
+        )
+
+    async def end_doctor_leg(
+        self, consultation_id: str, actor: Actor, *, consultant_online: bool
+    ) -> Change:
+        """The doctor (or the time limit) ends the leg: back to the consultant (R-URG-5)."""
+        has_consultant = await self._current_consultant(consultation_id) is not None
+        event = leg_end_event(consultant_online and has_consultant)
+        return await self.fire(consultation_id, event, actor)

@@ -1,0 +1,175 @@
+"""Shared fixtures: a real database (SQLite file or PostgreSQL) with the real migrations,
+and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from telemed.clock import ManualClock
+from telemed.config import DatabaseSettings
+from telemed.db import Database, create_engine, upgrade_schema
+
+PG_ADMIN_DSN = os.environ.get(
+    "TELEMED_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated with Alembic; each test gets a copy (fast and real)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+
+    async def build() -> None:
+        engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
+        await upgrade_schema(engine)
+        await engine.dispose()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture
+def sqlite_url(migrated_sqlite_template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "telemed.db"
+    shutil.copy(migrated_sqlite_template, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, migrated by the tests that use it, dropped afterwards.
+
+    Never skipped: CI starts PostgreSQL before the tests.
+    """
+    name = f"telemed_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    yield f"{base}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_url(request: pytest.FixtureRequest) -> str:
+    """Run a test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def _open(url: str, migrate: bool) -> Database:
+    engine = create_engine(DatabaseSettings(url=url))
+    if migrate:
+        await upgrade_schema(engine)
+    return Database(engine)
+
+
+@pytest.fixture
+async def db(sqlite_url: str) -> AsyncIterator[Database]:
+    """A migrated SQLite database of this test."""
+    database = await _open(sqlite_url, migrate=False)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def any_db(any_db_url: str) -> AsyncIterator[Database]:
+    """A migrated database, once on SQLite and once on PostgreSQL."""
+    database = await _open(any_db_url, migrate=not any_db_url.startswith("sqlite"))
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+# --- the HTTP app, with the real `file` SMS backend ---------------------------------------
+
+import json  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from aiohttp.test_utils import TestClient  # noqa: E402
+
+from telemed.app import create_app  # noqa: E402
+from telemed.config import Settings, settings_from_mapping  # noqa: E402
+from telemed.context import SERVICES, Services  # noqa: E402
+
+
+@dataclass
+class Running:
+    """A running app: its HTTP client, clock, services and the SMS the patient would get."""
+
+    client: TestClient  # type: ignore[type-arg]
+    clock: ManualClock
+    sms_file: Path
+    settings: Settings
+
+    @property
+    def services(self) -> Services:
+        return self.client.server.app[SERVICES]
+
+    def sms(self) -> list[dict[str, Any]]:
+        if not self.sms_file.exists():
+            return []
+        return [json.loads(line) for line in self.sms_file.read_text().splitlines()]
+
+    async def last_code(self, phone: str) -> str:
+        await self.services.auth.drain()
+        codes = [m["code"] for m in self.sms() if m["to"] == phone and m["code"]]
+        assert codes, f"no SMS code was sent to {phone}"
+        return str(codes[-1])
+
+
+def make_settings(db_url: str, sms_file: Path, **overrides: Any) -> Settings:
+    data: dict[str, Any] = {
+        "database": {"url": db_url},
+        "sms": {"backend": "file", "path": str(sms_file)},
+        "logging": {"json": False},
+    }
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return settings_from_mapping(data)
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def start_app(
+    aiohttp_client: Any, tmp_path: Path, clock: ManualClock
+) -> Callable[..., Any]:
+    """Start the real app on a database URL with config overrides: `await start_app(url, ...)`."""
+
+    async def start(db_url: str, **overrides: Any) -> Running:
+        sms_file = tmp_path / "sms.jsonl"
+        settings = make_settings(db_url, sms_file, **overrides)
+        client = await aiohttp_client(create_app(settings, clock=clock))
+        return Running(client=client, clock=clock, sms_file=sms_file, settings=settings)
+
+    return start
+
+
+@pytest.fixture
+async def app(start_app: Callable[..., Any], sqlite_url: str) -> Running:
+    """The app on this test's SQLite database."""
+    running: Running = await start_app(sqlite_url)
+    return running
