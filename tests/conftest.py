@@ -154,9 +154,7 @@ AppFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def start_app(
-    aiohttp_client: Any, tmp_path: Path, clock: ManualClock
-) -> Callable[..., Any]:
+def start_app(aiohttp_client: Any, tmp_path: Path, clock: ManualClock) -> Callable[..., Any]:
     """Start the real app on a database URL with config overrides: `await start_app(url, ...)`."""
 
     async def start(db_url: str, **overrides: Any) -> Running:

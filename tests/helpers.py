@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from telemed.roles import Role
 from telemed.services import insured
 from telemed.services.audit import Who
 from telemed.services.staff import add_staff
-from telemed.roles import Role
 
 ADULT_PHONE = "+79161234567"
 CHILD_PHONE = "+79167654321"
@@ -54,8 +54,13 @@ async def staff_token(running: Any, role: Role, login: str | None = None) -> tup
     svc = running.services
     login = login or role.value
     staff = await add_staff(
-        svc.db, svc.clock, role=role, login=login, password="secret-pass",
-        full_name=login, who=SYSTEM,
+        svc.db,
+        svc.clock,
+        role=role,
+        login=login,
+        password="secret-pass",
+        full_name=login,
+        who=SYSTEM,
     )
     resp = await running.client.post(
         "/api/v1/auth/staff", json={"login": login, "password": "secret-pass"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -59,6 +59,7 @@ class Call(Generic[B]):
 Handler = Callable[[Call[Any]], Awaitable[BaseModel | web.StreamResponse | None]]
 Authenticator = Callable[[web.Request], Awaitable[Caller]]
 ConsentCheck = Callable[[web.Request, Caller], Awaitable[bool]]
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 
 class NoBody(Body):
@@ -117,16 +118,16 @@ class Api:
         summary: str = "",
         tag: str = "default",
         raw_body: bool = False,
-    ) -> Callable[[Handler], Handler]:
+    ) -> Callable[[H], H]:
         """Declare an endpoint. `roles=None` means public; patients also need consent unless
         `consent=False`."""
 
-        def register(handler: Handler) -> Handler:
+        def register(handler: H) -> H:
             self.endpoints.append(
                 Endpoint(
                     method=method.upper(),
                     path=path,
-                    handler=handler,
+                    handler=cast(Handler, handler),
                     body=body,
                     response=response,
                     roles=None if roles is None else frozenset(roles),

@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from telemed.consent import consent_text, current_version
-from telemed.context import client_addr, services
+from telemed.context import Services, client_addr, services
 from telemed.errors import NotFound
 from telemed.http.api import Api, Body, Call, Out
 from telemed.models import Patient, Staff
 from telemed.phone import mask_phone
 from telemed.roles import STAFF_ROLES, Role
+from telemed.services.auth import Caller
 
 EVERYONE = STAFF_ROLES | {Role.PATIENT}
 
@@ -64,33 +65,36 @@ class ConsentAccepted(Out):
     accepted_at: datetime
 
 
+async def describe(svc: Services, me: Caller) -> MeOut:
+    """The profile of a patient or a staff member."""
+    async with svc.db.read() as session:
+        if me.role is Role.PATIENT:
+            patient = await session.get(Patient, me.id)
+            if patient is None:
+                raise NotFound()
+            accepted = await svc.consent.accepted_at(me.id)
+            return MeOut(
+                user_id=me.id,
+                role=me.role,
+                full_name=patient.full_name,
+                phone=mask_phone(patient.phone),
+                birth_date=patient.birth_date,
+                timezone=patient.timezone,
+                consent_version=current_version(),
+                consent_accepted_at=accepted,
+                consent_required=accepted is None,
+            )
+        staff = await session.get(Staff, me.id)
+        if staff is None:
+            raise NotFound()
+        return MeOut(user_id=me.id, role=me.role, full_name=staff.full_name)
+
+
 def register(api: Api) -> None:
     @api.route("GET", "/me", roles=EVERYONE, consent=False, response=MeOut, tag="me")
     async def get_me(call: Call[Body]) -> MeOut:
         """Who I am; for a patient also whether the consent must still be accepted."""
-        svc = services(call.request)
-        me = call.me
-        async with svc.db.read() as session:
-            if me.role is Role.PATIENT:
-                patient = await session.get(Patient, me.id)
-                if patient is None:
-                    raise NotFound()
-                accepted = await svc.consent.accepted_at(me.id)
-                return MeOut(
-                    user_id=me.id,
-                    role=me.role,
-                    full_name=patient.full_name,
-                    phone=mask_phone(patient.phone),
-                    birth_date=patient.birth_date,
-                    timezone=patient.timezone,
-                    consent_version=current_version(),
-                    consent_accepted_at=accepted,
-                    consent_required=accepted is None,
-                )
-            staff = await session.get(Staff, me.id)
-            if staff is None:
-                raise NotFound()
-            return MeOut(user_id=me.id, role=me.role, full_name=staff.full_name)
+        return await describe(services(call.request), call.me)
 
     @api.route(
         "PATCH", "/me", roles={Role.PATIENT}, consent=False, body=MePatch, response=MeOut, tag="me"
@@ -104,7 +108,7 @@ def register(api: Api) -> None:
                 raise NotFound()
             patient.timezone = call.body.timezone
             patient.updated_at = svc.clock.now()
-        return await get_me(call)
+        return await describe(svc, call.me)
 
     @api.route(
         "GET", "/consent", roles=None, query=ConsentQuery, response=ConsentOut, tag="consent"

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -484,6 +484,8 @@ async def _import_batch_retrying(
     for attempt in (1, 2):
         try:
             async with db.write() as session:
+                if not db.is_sqlite:
+                    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
                 now = clock.now()
                 tally = await _import_batch(session, now, batch)
                 if final:

@@ -26,7 +26,7 @@ async def verify(app: Running, code: str, phone: str = ADULT_PHONE) -> tuple[int
 
 
 def wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 10**len(code):0{len(code)}d}"
+    return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
 
 
 async def test_a_patient_logs_in_with_phone_and_sms_code(app: Running) -> None:
@@ -216,8 +216,9 @@ async def test_routes_check_the_role(app: Running) -> None:
         resp = await app.client.post("/api/v1/patients/identify", json=body, headers=headers)
         assert resp.status in (401, 403)
     consultant, _ = await staff_token(app, Role.CONSULTANT)
-    resp = await app.client.post("/api/v1/consultations", json={"channel": "video"},
-                                 headers=bearer(consultant))
+    resp = await app.client.post(
+        "/api/v1/consultations", json={"channel": "video"}, headers=bearer(consultant)
+    )
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
 
 
@@ -265,8 +266,9 @@ async def test_consent_is_recorded_with_version_hash_time_address_and_browser(
     assert rec.text_sha256 == consent_text().sha256 == consent["sha256"]
     assert rec.accepted_at == app.clock.now()
     assert rec.client_addr == "127.0.0.1" and rec.user_agent == "TestBrowser/1.0"
-    ok = await app.client.post("/api/v1/consultations", json={"channel": "chat"},
-                               headers=bearer(token))
+    ok = await app.client.post(
+        "/api/v1/consultations", json={"channel": "chat"}, headers=bearer(token)
+    )
     assert ok.status == 201
     assert (await app.client.delete("/api/v1/me/consent", headers=bearer(token))).status == 204
     resp = await app.client.get("/api/v1/consultations", headers=bearer(token))
@@ -285,9 +287,11 @@ async def test_the_time_zone_must_be_an_iana_name(app: Running) -> None:
     """R-CAL-1: the patient sets their time zone; a bad name is refused."""
     await add_adult(app)
     token = await patient_token(app)
-    bad = await app.client.patch("/api/v1/me", json={"timezone": "Mars/Olympus"},
-                                 headers=bearer(token))
+    bad = await app.client.patch(
+        "/api/v1/me", json={"timezone": "Mars/Olympus"}, headers=bearer(token)
+    )
     assert bad.status == 422
-    good = await app.client.patch("/api/v1/me", json={"timezone": "Asia/Vladivostok"},
-                                  headers=bearer(token))
+    good = await app.client.patch(
+        "/api/v1/me", json={"timezone": "Asia/Vladivostok"}, headers=bearer(token)
+    )
     assert (await good.json())["timezone"] == "Asia/Vladivostok"

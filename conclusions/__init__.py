@@ -1,0 +1,1 @@
+"""Doctor conclusions, the patient calendar (JSON and iCalendar), FHIR export, second opinions."""

@@ -1,0 +1,1 @@
+"""APScheduler wiring: wakes the code that acts on deadlines kept in database rows."""

@@ -1,0 +1,1 @@
+"""Socket.IO signalling: queue, consultation events, WebRTC relay, the connection-check peer."""
