@@ -44,7 +44,7 @@ class PatientOut(Out):
     full_name: str
     birth_date: date
     age: int
-    phone: str
+    masked_phone: str
     policy_number: str
     policy_active: bool
     valid_to: date
