@@ -64,7 +64,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"no such file: {path}", file=sys.stderr)
         return 2
     clock = SystemClock()
-    parsed = insured.parse_insured_csv(path.read_bytes(), today=clock.now().date())
+    parsed = insured.parse_insured_csv(path.read_bytes(), today=insured.local_today(clock))
 
     async def work(db: Database) -> insured.ImportReport:
         return await insured.import_insured(db, clock, parsed, who=CLI_ACTOR)

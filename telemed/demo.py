@@ -40,7 +40,7 @@ DEMO_PATIENT_PHONES = ["+79161110001", "+79161110002"]
 async def load_demo(db: Database, clock: Clock) -> str:
     """Load the demo data and return the text telling how to log in as each role."""
     who = Who(Role.SYSTEM.value, None)
-    parsed = insured.parse_insured_csv(DEMO_CSV.encode(), today=clock.now().date())
+    parsed = insured.parse_insured_csv(DEMO_CSV.encode(), today=insured.local_today(clock))
     await insured.import_insured(db, clock, parsed, who=who)
     for s in DEMO_STAFF:
         await add_staff(

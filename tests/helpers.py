@@ -19,7 +19,7 @@ async def add_patients(running: Any, rows: list[str]) -> None:
     """Import insured persons from CSV lines (after the header) through the real importer."""
     svc = running.services
     parsed = insured.parse_insured_csv(
-        (CSV_HEADER + "\n".join(rows) + "\n").encode(), today=svc.clock.now().date()
+        (CSV_HEADER + "\n".join(rows) + "\n").encode(), today=insured.local_today(svc.clock)
     )
     assert not parsed.errors, parsed.errors
     await insured.import_insured(svc.db, svc.clock, parsed, who=SYSTEM)

@@ -163,7 +163,11 @@ class ConsultationService:
                 if event in (Event.CONSULTANT_ACCEPTS, Event.DOCTOR_ACCEPTS):
                     raise AlreadyTaken()
                 raise Conflict("The consultation changed meanwhile; reload it.")
-            await self._record_legs(session, row.id, move, values, actor, now)
+            # The consultant after the move: the one accepting, or the one the patient
+            # returns to after the doctor (not among `values` because it did not change).
+            after = values.get("consultant_id", row.consultant_id)
+            consultant_id = after if isinstance(after, str) else None
+            await self._record_legs(session, row.id, move, consultant_id, actor, now)
             record(
                 session,
                 at=now,
@@ -207,7 +211,7 @@ class ConsultationService:
         session: AsyncSession,
         consultation_id: str,
         move: Transition,
-        values: dict[str, object],
+        consultant_id: str | None,
         actor: Actor,
         now: datetime,
     ) -> None:
@@ -222,7 +226,7 @@ class ConsultationService:
                 .values(ended_at=now, end_reason=move.event.value)
             )
         if move.new is State.WITH_CONSULTANT:
-            staff_id = values.get("consultant_id") or actor.id
+            staff_id = consultant_id
             role = Role.CONSULTANT
         elif move.new is State.WITH_DOCTOR:
             staff_id, role = actor.id, actor.role

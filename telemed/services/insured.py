@@ -485,6 +485,9 @@ async def _import_batch_retrying(
         try:
             async with db.write() as session:
                 if not db.is_sqlite:
+                    # asyncpg prepares statements, and after five runs PostgreSQL may keep a
+                    # generic plan made while the tables were nearly empty (a sequential
+                    # scan): a first 100k import then turns quadratic. Plan each batch anew.
                     await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
                 now = clock.now()
                 tally = await _import_batch(session, now, batch)
