@@ -98,7 +98,7 @@ def alembic_config(url: str | None = None) -> AlembicConfig:
     return cfg
 
 
-async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade_schema(engine: AsyncEngine, revision: str = "heads") -> None:
     """Bring the schema to `revision` with Alembic, on the given engine."""
 
     def _run(connection: Connection) -> None:
