@@ -70,6 +70,7 @@ class RulesSettings(_Section):
     second_opinion_working_days: int = Field(default=14, ge=1)  # R-SECOND
     limit_warning_before: Duration = timedelta(minutes=2)
     conclusion_due_after: Duration = timedelta(minutes=15)  # R-CONCL-1
+    queue_service_time: Duration = timedelta(minutes=3)  # per patient ahead, for the wait estimate
 
     @model_validator(mode="after")
     def _check(self) -> RulesSettings:
@@ -163,6 +164,31 @@ class StorageSettings(_Section):
     documents_dir: str = "data/documents"
 
 
+class TurnSettings(_Section):
+    """TURN with time-limited credentials (the TURN REST scheme: HMAC of `expiry:user`)."""
+
+    urls: tuple[str, ...] = ()
+    secret: str | None = None
+    ttl: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TurnSettings:
+        if self.urls and not self.secret:
+            raise ValueError("secret is required when urls are set")
+        return self
+
+
+class SignallingSettings(_Section):
+    """Socket.IO: sizes, liveness and the ICE servers handed to participants."""
+
+    max_event_bytes: int = Field(default=64 * 1024, gt=0)
+    stun_urls: tuple[str, ...] = ()
+    turn: TurnSettings = TurnSettings()
+    ping_interval: Duration = timedelta(seconds=25)
+    ping_timeout: Duration = timedelta(seconds=20)
+    queue_refresh_interval: Duration = timedelta(milliseconds=300)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(default=True, alias="json")
@@ -179,6 +205,7 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
     storage: StorageSettings = StorageSettings()
+    signalling: SignallingSettings = SignallingSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

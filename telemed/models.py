@@ -194,6 +194,8 @@ class Consultation(Base):
     limit_warned_at: Mapped[datetime | None]
     no_show_at: Mapped[datetime | None]
     patient_seen_at: Mapped[datetime | None]
+    # Set when the patient's last connection drops; closed `left` after no_show_after.
+    patient_away_since: Mapped[datetime | None] = mapped_column(index=True)
     __table_args__ = (Index("ix_consultations_queue", "state", "queue_role", "queued_at"),)
 
 

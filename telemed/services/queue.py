@@ -1,0 +1,141 @@
+"""The waiting queues: who waits for whom, in what order, for how long (R-URG-2).
+
+Positions are derived from the rows (`state`, `queue_role`, `queued_at`) on
+every read, so every node and every restart sees the same queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select
+
+from telemed.clock import Clock
+from telemed.config import RulesSettings
+from telemed.consultation import State
+from telemed.db import Database
+from telemed.models import Consultation, Patient
+from telemed.roles import Role
+from telemed.routing import age_on
+
+_WAITING = (State.WAITING_CONSULTANT.value, State.WAITING_DOCTOR.value)
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A waiting patient as staff watching a queue see them."""
+
+    consultation_id: str
+    position: int
+    patient_id: str
+    patient_name: str
+    age: int
+    channel: str
+    kind: str
+    queued_at: datetime
+    waited_seconds: int
+    past_target: bool
+    target_doctor_id: str | None
+    device_check: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """A waiting patient's place: 1-based position and an estimated wait."""
+
+    position: int
+    estimated_wait_seconds: int
+
+
+def _local_date(now: datetime, zone: str) -> date:
+    return now.astimezone(ZoneInfo(zone)).date()
+
+
+class QueueService:
+    def __init__(self, db: Database, clock: Clock, rules: RulesSettings) -> None:
+        self.db = db
+        self.clock = clock
+        self.rules = rules
+
+    async def items(self, role: Role, staff_id: str | None = None) -> list[QueueItem]:
+        """Everyone waiting in a role's queue, longest-waiting first. A doctor sees only
+        patients not named for another doctor."""
+        now = self.clock.now()
+        query = (
+            select(Consultation, Patient)
+            .join(Patient, Patient.id == Consultation.patient_id)
+            .where(Consultation.state.in_(_WAITING), Consultation.queue_role == role.value)
+            .order_by(Consultation.queued_at, Consultation.id)
+        )
+        if staff_id is not None and role is not Role.CONSULTANT:
+            query = query.where(
+                or_(
+                    Consultation.target_doctor_id.is_(None),
+                    Consultation.target_doctor_id == staff_id,
+                )
+            )
+        async with self.db.read() as session:
+            rows = (await session.execute(query)).all()
+        target = self.rules.urgent_start_target
+        items = []
+        for position, (c, p) in enumerate(rows, start=1):
+            queued_at = c.queued_at or c.created_at
+            waited = now - queued_at
+            items.append(
+                QueueItem(
+                    consultation_id=c.id,
+                    position=position,
+                    patient_id=p.id,
+                    patient_name=p.full_name,
+                    age=age_on(p.birth_date, _local_date(now, p.timezone)),
+                    channel=c.channel,
+                    kind=c.kind,
+                    queued_at=queued_at,
+                    waited_seconds=max(0, int(waited.total_seconds())),
+                    past_target=role is Role.CONSULTANT and waited > target,
+                    target_doctor_id=c.target_doctor_id,
+                )
+            )
+        return items
+
+    async def place(self, consultation: Consultation, staff_online: int) -> Place | None:
+        """The place of a waiting consultation in its queue, or None if it is not waiting."""
+        if consultation.state not in _WAITING or consultation.queued_at is None:
+            return None
+        async with self.db.read() as session:
+            ahead = await session.scalar(
+                select(func.count())
+                .select_from(Consultation)
+                .where(
+                    Consultation.state.in_(_WAITING),
+                    Consultation.queue_role == consultation.queue_role,
+                    or_(
+                        Consultation.queued_at < consultation.queued_at,
+                        and_(
+                            Consultation.queued_at == consultation.queued_at,
+                            Consultation.id < consultation.id,
+                        ),
+                    ),
+                )
+            )
+        position = int(ahead or 0) + 1
+        per_patient = self.rules.queue_service_time
+        estimate = per_patient * position / max(1, staff_online)
+        return Place(position=position, estimated_wait_seconds=int(estimate.total_seconds()))
+
+    async def breaches(self, since: datetime) -> int:
+        """How many consultations since `since` waited past the start target (R-URG-2)."""
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Consultation.created_at, Consultation.first_accepted_at).where(
+                        Consultation.created_at >= since,
+                        Consultation.kind == "urgent",
+                    )
+                )
+            ).all()
+        now = self.clock.now()
+        limit: timedelta = self.rules.urgent_start_target
+        return sum(1 for created, accepted in rows if (accepted or now) - created > limit)
