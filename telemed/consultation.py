@@ -175,6 +175,15 @@ class Transition:
     close_reason: CloseReason | None
 
 
+def counterpart_of(c: ConsultationView) -> str | None:
+    """The staff member the patient talks to now: the only peer of their signalling and chat."""
+    if c.state is State.WITH_CONSULTANT:
+        return c.consultant_id
+    if c.state is State.WITH_DOCTOR:
+        return c.doctor_id
+    return None
+
+
 def leg_end_event(consultant_online: bool) -> Event:
     """Pick how a doctor's leg ends: back to an online consultant (R-URG-5) or to the queue."""
     if consultant_online:

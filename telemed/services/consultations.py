@@ -49,10 +49,12 @@ class QueueEmpty(NotFound):
 
 @dataclass(frozen=True)
 class Change:
-    """A consultation after a move, and the move itself (None when it was created)."""
+    """A consultation after a move, the move itself and the snapshot before it
+    (both None when the consultation was created or found already open)."""
 
     consultation: Consultation
     transition: Transition | None
+    before: ConsultationView | None = None
 
 
 def view_of(row: Consultation) -> ConsultationView:
@@ -147,7 +149,8 @@ class ConsultationService:
             row = await session.get(Consultation, consultation_id)
             if row is None:
                 raise NotFound("No such consultation.")
-            move = decide(view_of(row), event, actor, queue_role=queue_role, doctor_id=doctor_id)
+            before = view_of(row)
+            move = decide(before, event, actor, queue_role=queue_role, doctor_id=doctor_id)
             values = self._columns(row, move, now, outcome)
             result = await session.execute(
                 update(Consultation)
@@ -178,7 +181,7 @@ class ConsultationService:
                 detail={"from": move.old.value, "to": move.new.value},
             )
             await session.refresh(row)
-        return Change(row, move)
+        return Change(row, move, before)
 
     def _columns(
         self, row: Consultation, move: Transition, now: datetime, outcome: str | None

@@ -121,9 +121,13 @@ class QueueService:
                 )
             )
         position = int(ahead or 0) + 1
-        per_patient = self.rules.queue_service_time
-        estimate = per_patient * position / max(1, staff_online)
-        return Place(position=position, estimated_wait_seconds=int(estimate.total_seconds()))
+        return Place(position, self.estimate(position, staff_online))
+
+    def estimate(self, position: int, staff_online: int) -> int:
+        """Seconds until a patient at `position` is taken: `queue_service_time` per patient
+        ahead and including them, shared by the staff online."""
+        per_patient = self.rules.queue_service_time.total_seconds()
+        return int(per_patient * position / max(1, staff_online))
 
     async def breaches(self, since: datetime) -> int:
         """How many consultations since `since` waited past the start target (R-URG-2)."""

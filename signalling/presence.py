@@ -1,0 +1,66 @@
+"""Who is connected to this node: sockets per user, and the user behind each socket.
+
+A cache of live connections, never the source of truth: consultations,
+queues and chat live in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from telemed.roles import Role
+
+
+@dataclass
+class Participant:
+    """A connected socket and who is behind it."""
+
+    sid: str
+    user_id: str
+    role: Role
+    token: str
+    expires_at: datetime
+    checked_at: datetime
+    watching: set[Role] = field(default_factory=set)
+
+
+class Presence:
+    def __init__(self) -> None:
+        self._by_sid: dict[str, Participant] = {}
+        self._by_user: dict[str, set[str]] = {}
+
+    def add(self, participant: Participant) -> list[str]:
+        """Register a socket; returns the user's other sockets (a second tab takes over)."""
+        others = sorted(self._by_user.get(participant.user_id, set()))
+        self._by_sid[participant.sid] = participant
+        self._by_user.setdefault(participant.user_id, set()).add(participant.sid)
+        return others
+
+    def remove(self, sid: str) -> tuple[Participant | None, bool]:
+        """Forget a socket; returns it and whether its user has no socket left."""
+        participant = self._by_sid.pop(sid, None)
+        if participant is None:
+            return None, False
+        sids = self._by_user.get(participant.user_id, set())
+        sids.discard(sid)
+        if not sids:
+            self._by_user.pop(participant.user_id, None)
+            return participant, True
+        return participant, False
+
+    def get(self, sid: str) -> Participant | None:
+        return self._by_sid.get(sid)
+
+    def online(self, user_id: str | None) -> bool:
+        return user_id is not None and bool(self._by_user.get(user_id))
+
+    def sids(self, user_id: str) -> list[str]:
+        return sorted(self._by_user.get(user_id, set()))
+
+    def count(self, role: Role) -> int:
+        """Users of a role with at least one socket (for the wait estimate)."""
+        return len({p.user_id for p in self._by_sid.values() if p.role is role})
+
+    def __len__(self) -> int:
+        return len(self._by_sid)

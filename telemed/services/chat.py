@@ -1,0 +1,141 @@
+"""Consultation chat: persisted, ordered by id, replayed from the database on (re)join."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from telemed.clock import Clock
+from telemed.db import Database
+from telemed.errors import ValidationFailed
+from telemed.models import ChatMessage, ChatMessageDocument, Document
+
+MAX_TEXT = 4000
+HISTORY_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class AttachedDocument:
+    document_id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """A chat message as clients receive it (`chat:message`)."""
+
+    message_id: int
+    consultation_id: str
+    sender_role: str
+    sender_id: str
+    text: str
+    created_at: datetime
+    documents: list[AttachedDocument] = field(default_factory=list)
+
+    def to_event(self) -> dict[str, object]:
+        return {
+            "message_id": str(self.message_id),
+            "consultation_id": self.consultation_id,
+            "sender_role": self.sender_role,
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+            "documents": [
+                {
+                    "document_id": d.document_id,
+                    "filename": d.filename,
+                    "content_type": d.content_type,
+                    "size": d.size,
+                }
+                for d in self.documents
+            ],
+        }
+
+
+def _attached(doc: Document) -> AttachedDocument:
+    return AttachedDocument(doc.id, doc.filename, doc.content_type, doc.size)
+
+
+class ChatService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def post(
+        self,
+        consultation_id: str,
+        sender_role: str,
+        sender_id: str,
+        text: str,
+        documents: list[Document] | None = None,
+    ) -> Message:
+        """Store a message (with already-checked documents) and return it as sent."""
+        text = text.strip()
+        if not text and not documents:
+            raise ValidationFailed("A message needs text or a document.", field="text")
+        if len(text) > MAX_TEXT:
+            raise ValidationFailed(f"A message holds at most {MAX_TEXT} characters.", field="text")
+        now = self.clock.now()
+        async with self.db.write() as session:
+            row = ChatMessage(
+                consultation_id=consultation_id,
+                sender_role=sender_role,
+                sender_id=sender_id,
+                text=text,
+                created_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            for doc in documents or []:
+                session.add(ChatMessageDocument(message_id=row.id, document_id=doc.id))
+        return Message(
+            row.id,
+            consultation_id,
+            sender_role,
+            sender_id,
+            text,
+            now,
+            [_attached(d) for d in documents or []],
+        )
+
+    async def history(self, consultation_id: str, after_id: int = 0) -> list[Message]:
+        """Messages after `after_id`, oldest first: what a (re)joining client missed."""
+        async with self.db.read() as session:
+            rows = (
+                await session.scalars(
+                    select(ChatMessage)
+                    .where(
+                        ChatMessage.consultation_id == consultation_id,
+                        ChatMessage.id > after_id,
+                    )
+                    .order_by(ChatMessage.id)
+                    .limit(HISTORY_LIMIT)
+                )
+            ).all()
+            ids = [r.id for r in rows]
+            attached: dict[int, list[AttachedDocument]] = {}
+            if ids:
+                links = (
+                    await session.execute(
+                        select(ChatMessageDocument.message_id, Document)
+                        .join(Document, Document.id == ChatMessageDocument.document_id)
+                        .where(ChatMessageDocument.message_id.in_(ids))
+                    )
+                ).all()
+                for message_id, doc in links:
+                    attached.setdefault(message_id, []).append(_attached(doc))
+        return [
+            Message(
+                r.id,
+                r.consultation_id,
+                r.sender_role,
+                r.sender_id,
+                r.text,
+                r.created_at,
+                attached.get(r.id, []),
+            )
+            for r in rows
+        ]
