@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import Running
+from appkit import Running
 from helpers import ADULT_PHONE, add_adult, bearer, patient_token, staff_token
 
 from telemed.roles import Role

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Running
+from appkit import Running
 from helpers import add_adult, bearer, patient_token
 
 OTP = "/api/v1/auth/otp"

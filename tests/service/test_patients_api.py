@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from conftest import Running
+from appkit import Running
 from helpers import ADULT_PHONE, add_adult, bearer, staff_token
 
 from telemed.roles import Role

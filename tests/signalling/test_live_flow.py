@@ -1,0 +1,94 @@
+"""The urgent flow over real Socket.IO clients (R-URG-1..5, R-ROUTE-1, R-LIMIT-URG)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from appkit import Running
+from helpers import patient_token, staff_token
+from sqlalchemy import select
+
+from telemed.models import ConsultationLeg
+from telemed.roles import Role
+
+
+async def run_urgent_flow(live: Any, phone: str, doctor_role: Role) -> None:
+    app: Running = live.running
+    consultant_token, consultant_id = await staff_token(app, Role.CONSULTANT)
+    doctor_token, doctor_id = await staff_token(app, doctor_role)
+    consultant = await live.join(consultant_token, "consultant")
+    doctor = await live.join(doctor_token, "doctor")
+    assert (await consultant.ok("queue:watch"))["items"] == []
+    await doctor.ok("queue:watch")
+    patient = await live.join(await patient_token(app, phone), "patient")
+
+    # R-URG-1/2: the patient picks a channel and waits in the consultant queue.
+    started = await patient.ok("consultation:start", {"channel": "video"})
+    cid = started["consultation_id"]
+    waiting = await patient.wait_state(cid, "waiting_consultant")
+    assert waiting["queue_position"] == 1 and waiting["estimated_wait_seconds"] > 0
+    update = await consultant.wait("queue:update", lambda d: len(d["items"]) == 1)
+    assert update["items"][0]["consultation_id"] == cid
+    assert update["items"][0]["channel"] == "video"
+
+    await consultant.ok("consultation:accept", {})
+    with_consultant = await patient.wait_state(cid, "with_consultant")
+    assert with_consultant["counterpart"]["role"] == "consultant"
+    await consultant.wait_state(cid, "with_consultant")
+
+    await patient.ok("chat:send", {"consultation_id": cid, "text": "Болит голова"})
+    said = await consultant.wait("chat:message")
+    assert said["text"] == "Болит голова" and said["sender_role"] == "patient"
+
+    # R-ROUTE-1: transferred to the duty doctor by age; the old call hangs up.
+    await consultant.ok("consultation:transfer", {"consultation_id": cid, "to": "duty_doctor"})
+    await patient.wait("call:hangup")
+    await consultant.wait("call:hangup")
+    await patient.wait_state(cid, "waiting_doctor")
+    queued = await doctor.wait("queue:update", lambda d: len(d["items"]) == 1)
+    assert queued["role"] == doctor_role.value
+
+    app.clock.advance(timedelta(minutes=2))
+    await doctor.ok("consultation:accept", {"consultation_id": cid})
+    with_doctor = await patient.wait_state(cid, "with_doctor")
+    assert with_doctor["counterpart"]["role"] == doctor_role.value
+    assert with_doctor["limit_ends_at"]  # R-LIMIT-URG: the leg runs under the limit
+    history = await doctor.wait("chat:history", lambda d: d["consultation_id"] == cid)
+    assert [m["text"] for m in history["messages"]] == ["Болит голова"]
+
+    # R-URG-5: the doctor ends the leg; the consultant is online, so the patient goes back.
+    app.clock.advance(timedelta(minutes=10))
+    await doctor.ok("consultation:transfer", {"consultation_id": cid, "to": "consultant"})
+    back = await patient.wait_state(cid, "with_consultant")
+    assert back["counterpart"]["role"] == "consultant"
+    await consultant.wait_state(cid, "with_consultant")
+
+    await consultant.ok("consultation:close", {"consultation_id": cid, "outcome": "finished"})
+    closed = await patient.wait("consultation:closed")
+    assert closed == {"consultation_id": cid, "reason": "finished"}
+
+    async with app.services.db.read() as session:
+        legs = (
+            await session.scalars(
+                select(ConsultationLeg)
+                .where(ConsultationLeg.consultation_id == cid)
+                .order_by(ConsultationLeg.started_at)
+            )
+        ).all()
+    assert [(leg.staff_id, leg.role) for leg in legs] == [
+        (consultant_id, "consultant"),
+        (doctor_id, doctor_role.value),
+        (consultant_id, "consultant"),
+    ]
+    assert all(leg.ended_at is not None for leg in legs)
+
+
+async def test_an_adult_goes_through_the_whole_urgent_flow_with_the_therapist(live: Any) -> None:
+    """R-URG-1..5 end to end; an adult goes to the duty therapist (R-ROUTE-1)."""
+    await run_urgent_flow(live, "+79161234567", Role.THERAPIST)
+
+
+async def test_a_ten_year_old_goes_to_the_paediatrician(live: Any) -> None:
+    """R-ROUTE-1: a child of 10 goes to the duty paediatrician."""
+    await run_urgent_flow(live, "+79167654321", Role.PAEDIATRICIAN)
