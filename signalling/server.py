@@ -35,6 +35,7 @@ from telemed.consultation import (
 from telemed.context import SERVICES, Services
 from telemed.errors import (
     BadRequest,
+    ConsentRequired,
     Forbidden,
     InternalError,
     InvalidState,
@@ -59,6 +60,12 @@ EVERYONE = frozenset({Role.PATIENT, *STAFF_ROLES})
 class UnknownEvent(TelemedError):
     code = "unknown_event"
     default_message = "There is no such event."
+
+
+def refused(error: TelemedError) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused handshake: the client's `connect_error` gets `message` and
+    `data: {code, message}`, like every other error of ours."""
+    return socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict())
 
 
 def user_room(user_id: str) -> str:
@@ -205,16 +212,9 @@ class Signalling:
                 token if isinstance(token, str) else None
             )
         except Unauthorized as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
-            ) from None
-        if (
-            caller.role is Role.PATIENT
-            and await self.services.consent.accepted_at(caller.id) is None
-        ):
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "consent_required", "message": "Accept the consent first."}
-            )
+            raise refused(exc) from None
+        if caller.role is Role.PATIENT and not await self.services.consent.accepted_at(caller.id):
+            raise refused(ConsentRequired())
         now = self.services.clock.now()
         participant = Participant(
             sid=sid,
