@@ -21,7 +21,13 @@ from telemed.errors import (
     PayloadTooLarge,
     TelemedError,
 )
-from telemed.http import views_auth, views_consultations, views_me, views_patients
+from telemed.http import (
+    views_auth,
+    views_consultations,
+    views_me,
+    views_patients,
+    views_queues,
+)
 from telemed.http.api import Api
 from telemed.notify import Sender, build_sender
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
@@ -97,6 +103,7 @@ def build_api() -> Api:
     views_me.register(api)
     views_patients.register(api)
     views_consultations.register(api)
+    views_queues.register(api)
     return api
 
 
