@@ -24,6 +24,7 @@ from telemed.errors import (
 from telemed.http import (
     views_auth,
     views_consultations,
+    views_documents,
     views_me,
     views_patients,
     views_queues,
@@ -33,6 +34,7 @@ from telemed.notify import Sender, build_sender
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
 from telemed.services.consent import ConsentService
 from telemed.services.consultations import ConsultationService
+from telemed.services.documents import DocumentService
 
 log = logging.getLogger("telemed.app")
 WEB_DIR = Path(__file__).parent / "web"
@@ -103,6 +105,7 @@ def build_api() -> Api:
     views_me.register(api)
     views_patients.register(api)
     views_consultations.register(api)
+    views_documents.register(api)
     views_queues.register(api)
     return api
 
@@ -143,6 +146,7 @@ def create_app(
         )
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
         auth = AuthService(db, used_clock, settings.auth, sender, otp_key)
+        documents = DocumentService(db, used_clock, settings.storage)
         app[SERVICES] = Services(
             settings=settings,
             clock=used_clock,
@@ -151,6 +155,7 @@ def create_app(
             auth=auth,
             consent=ConsentService(db, used_clock),
             consultations=ConsultationService(db, used_clock, settings.rules),
+            documents=documents,
         )
         yield
         await auth.drain()

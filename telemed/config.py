@@ -161,7 +161,11 @@ class SmsSettings(_Section):
 
 
 class StorageSettings(_Section):
+    """Medical-card files: where they live (outside the web root) and how big they may be."""
+
     documents_dir: str = "data/documents"
+    max_document_bytes: int = Field(default=25 * 1024 * 1024, gt=0)  # one uploaded file
+    chat_attachment_limit: int = Field(default=25 * 1024 * 1024, gt=0)  # files of one message
 
 
 class TurnSettings(_Section):

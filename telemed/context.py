@@ -13,6 +13,7 @@ from telemed.notify import Sender
 from telemed.services.auth import AuthService
 from telemed.services.consent import ConsentService
 from telemed.services.consultations import ConsultationService
+from telemed.services.documents import DocumentService
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Services:
     auth: AuthService
     consent: ConsentService
     consultations: ConsultationService
+    documents: DocumentService
 
 
 SERVICES = web.AppKey("services", Services)
