@@ -404,7 +404,12 @@ class Signalling:
 
     async def start_consultation(self, who: Participant, p: schemas.Start) -> Ack:
         """R-URG-1: the patient picks a channel and waits in the consultant queue."""
-        change = await self.services.consultations.start(who.user_id, p.channel)
+        if p.appointment_id is not None:  # a booked patient joins, from remind_before ahead
+            change = await self.services.consultations.open_booked(
+                p.appointment_id, patient_online=True, by_patient=who.user_id
+            )
+        else:
+            change = await self.services.consultations.start(who.user_id, p.channel)
         await self.publish(change)
         await self._send_history(change.consultation.id, who.sid, 0)
         return {"consultation_id": change.consultation.id, "state": change.consultation.state}
@@ -552,6 +557,15 @@ class Signalling:
 
     # --- publishing: the one place that turns changes into events ------------------------
 
+    async def to_user(self, user_id: str, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=user_room(user_id))
+
+    async def to_role(self, role: Role, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=queue_room(role))
+
+    def is_online(self, user_id: str | None) -> bool:
+        return self.presence.online(user_id)
+
     async def publish(self, change: Change) -> None:
         """Tell everyone concerned about a change of a consultation."""
         row = change.consultation
@@ -597,6 +611,10 @@ class Signalling:
         }
         if row.limit_ends_at is not None:
             base["limit_ends_at"] = row.limit_ends_at.isoformat()
+        if row.appointment_id is not None:
+            base["appointment_id"] = row.appointment_id
+            if await self.services.consultations.missing_documents(row.id):
+                base["documents_required"] = True  # R-DOCS-1: the patient sees what is missing
         now = self.services.clock.now()
         patient_view = dict(base)
         if peer is not None:

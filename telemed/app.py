@@ -6,13 +6,18 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy import text
 
+from scheduler.jobs import DueWork
+from scheduler.lease import Lease, LocalLease, RedisLease
+from scheduler.runner import SchedulerRunner
+from signalling.server import Signalling
 from telemed import __version__
 from telemed.clock import Clock, SystemClock
-from telemed.config import Settings
-from telemed.context import SERVICES, Services, client_addr
+from telemed.config import Settings, SmsSettings
+from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
 from telemed.db import Database, create_engine, upgrade_schema
 from telemed.errors import (
     InternalError,
@@ -22,6 +27,7 @@ from telemed.errors import (
     TelemedError,
 )
 from telemed.http import (
+    views_appointments,
     views_auth,
     views_consultations,
     views_documents,
@@ -31,14 +37,19 @@ from telemed.http import (
 )
 from telemed.http.api import Api
 from telemed.notify import Sender, build_sender
+from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
+from telemed.services.chat import ChatService
 from telemed.services.consent import ConsentService
 from telemed.services.consultations import ConsultationService
 from telemed.services.documents import DocumentService
+from telemed.services.queue import QueueService
 
 log = logging.getLogger("telemed.app")
 WEB_DIR = Path(__file__).parent / "web"
 API = web.AppKey("api", Api)
+SIGNALLING = web.AppKey("signalling", Signalling)
+SCHEDULER = web.AppKey("scheduler", SchedulerRunner)
 Middleware = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -107,6 +118,7 @@ def build_api() -> Api:
     views_consultations.register(api)
     views_documents.register(api)
     views_queues.register(api)
+    views_appointments.register(api)
     return api
 
 
@@ -115,6 +127,17 @@ async def open_database(settings: Settings) -> Database:
     engine = create_engine(settings.database)
     await upgrade_schema(engine)
     return Database(engine)
+
+
+def _sender(config: SmsSettings, clock: Clock) -> Sender:
+    return build_sender(
+        config.backend,
+        path=config.path,
+        url=config.url,
+        token=config.token,
+        timeout=config.timeout.total_seconds(),
+        clock=clock,
+    )
 
 
 def create_app(
@@ -136,14 +159,7 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = await open_database(settings)
-        sender = sms or build_sender(
-            settings.sms.backend,
-            path=settings.sms.path,
-            url=settings.sms.url,
-            token=settings.sms.token,
-            timeout=settings.sms.timeout.total_seconds(),
-            clock=used_clock,
-        )
+        sender = sms or _sender(settings.sms, used_clock)
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
         auth = AuthService(db, used_clock, settings.auth, sender, otp_key)
         documents = DocumentService(db, used_clock, settings.storage)
@@ -156,14 +172,46 @@ def create_app(
             consent=ConsentService(db, used_clock),
             consultations=ConsultationService(db, used_clock, settings.rules),
             documents=documents,
+            queue=QueueService(db, used_clock, settings.rules),
+            chat=ChatService(db, used_clock),
+            appointments=AppointmentService(db, used_clock, settings.rules),
         )
+        push = _sender(settings.push, used_clock)
+        consultations = app[SERVICES].consultations
+        work = DueWork(
+            db, used_clock, settings, consultations, signalling, {"push": push, "sms": sender}
+        )
+        redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
+        lease: Lease = (
+            RedisLease(
+                redis_client,
+                "telemed:scheduler:lease",
+                int(settings.scheduler.lease_ttl.total_seconds() * 1000),
+            )
+            if redis_client is not None
+            else LocalLease()
+        )
+        runner = SchedulerRunner(work, settings.scheduler, lease, used_clock)
+        app[SCHEDULER] = runner
+        app[REPLAN] = runner.poke
+        await signalling.start()
+        if settings.scheduler.enabled:
+            await runner.start()
         yield
+        await runner.stop()
+        await signalling.stop()
         await auth.drain()
-        close = getattr(sender, "close", None)
-        if close is not None and sms is None:
-            await close()
+        for made in (sender if sms is None else None, push):
+            close = getattr(made, "close", None)
+            if close is not None:
+                await close()
+        if redis_client is not None:
+            await redis_client.aclose()
         await db.dispose()
 
+    signalling = Signalling(app, settings)
+    app[SIGNALLING] = signalling
+    app[LIVE] = signalling
     app.cleanup_ctx.append(lifecycle)
 
     async def healthz(request: web.Request) -> web.Response:

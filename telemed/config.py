@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -58,6 +58,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Russian weekdays off (Labour Code art. 112 and the government's transfer decrees): the
+# 2026 decree moved 3 and 4 January to 9 January and 31 December; for 2027 the statutory
+# days and weekend-holiday substitutes, until the 2027 decree places 2 and 3 January.
+RU_DAYS_OFF_2026_2027: tuple[date, ...] = (
+    *(date(2026, 1, d) for d in (1, 2, 5, 6, 7, 8, 9)),
+    date(2026, 2, 23),
+    date(2026, 3, 9),
+    date(2026, 5, 1),
+    date(2026, 5, 11),
+    date(2026, 6, 12),
+    date(2026, 11, 4),
+    date(2026, 12, 31),
+    *(date(2027, 1, d) for d in (1, 4, 5, 6, 7, 8)),
+    date(2027, 2, 23),
+    date(2027, 3, 8),
+    date(2027, 5, 3),
+    date(2027, 5, 10),
+    date(2027, 6, 14),
+    date(2027, 11, 4),
+)
+
+
 class RulesSettings(_Section):
     """The numbers of RULES.md, each named after its rule."""
 
@@ -70,6 +92,9 @@ class RulesSettings(_Section):
     second_opinion_working_days: int = Field(default=14, ge=1)  # R-SECOND
     limit_warning_before: Duration = timedelta(minutes=2)
     conclusion_due_after: Duration = timedelta(minutes=15)  # R-CONCL-1
+    # R-SECOND working days: weekdays that are days off, and weekend days made working days.
+    holidays: tuple[date, ...] = RU_DAYS_OFF_2026_2027
+    working_weekends: tuple[date, ...] = ()
     queue_service_time: Duration = timedelta(minutes=3)  # per patient ahead, for the wait estimate
 
     @model_validator(mode="after")
@@ -87,6 +112,8 @@ class RulesSettings(_Section):
         low, high = self.paediatric_ages
         if not 0 <= low <= high:
             raise ValueError("paediatric_ages must be [youngest, oldest] with youngest <= oldest")
+        if set(self.holidays) & set(self.working_weekends):
+            raise ValueError("a day cannot be both in holidays and in working_weekends")
         return self
 
 
@@ -160,6 +187,21 @@ class SmsSettings(_Section):
         return self
 
 
+class PushSettings(SmsSettings):
+    """Push notifications to the patient's phone: the same three backends as SMS."""
+
+
+class SchedulerSettings(_Section):
+    """The deadline runner: how often it sweeps, and the lease between nodes."""
+
+    enabled: bool = True  # off: nothing runs by itself (tests call tick())
+    sweep_interval: Duration = timedelta(seconds=5)
+    lease_ttl: Duration = timedelta(seconds=10)
+    slot_horizon_days: int = Field(default=14, ge=1, le=365)
+    reminder_channels: tuple[Literal["push", "sms"], ...] = ("push",)
+    batch_size: int = Field(default=500, ge=1)
+
+
 class StorageSettings(_Section):
     """Medical-card files: where they live (outside the web root) and how big they may be."""
 
@@ -208,6 +250,8 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
+    push: PushSettings = PushSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     storage: StorageSettings = StorageSettings()
     signalling: SignallingSettings = SignallingSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -9,11 +10,15 @@ from aiohttp import web
 from telemed.clock import Clock
 from telemed.config import Settings
 from telemed.db import Database
+from telemed.live import Live
 from telemed.notify import Sender
+from telemed.services.appointments import AppointmentService
 from telemed.services.auth import AuthService
+from telemed.services.chat import ChatService
 from telemed.services.consent import ConsentService
 from telemed.services.consultations import ConsultationService
 from telemed.services.documents import DocumentService
+from telemed.services.queue import QueueService
 
 
 @dataclass
@@ -26,9 +31,14 @@ class Services:
     consent: ConsentService
     consultations: ConsultationService
     documents: DocumentService
+    queue: QueueService
+    chat: ChatService
+    appointments: AppointmentService
 
 
 SERVICES = web.AppKey("services", Services)
+LIVE = web.AppKey("live", Live)  # the Socket.IO layer, seen through the Live protocol
+REPLAN: web.AppKey[Callable[[], None]] = web.AppKey("replan")  # a new deadline was written
 
 
 def services(request: web.Request) -> Services:

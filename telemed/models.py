@@ -190,9 +190,9 @@ class Consultation(Base):
     updated_at: Mapped[datetime]
     first_accepted_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
-    limit_ends_at: Mapped[datetime | None]
+    limit_ends_at: Mapped[datetime | None] = mapped_column(index=True)
     limit_warned_at: Mapped[datetime | None]
-    no_show_at: Mapped[datetime | None]
+    no_show_at: Mapped[datetime | None] = mapped_column(index=True)
     patient_seen_at: Mapped[datetime | None]
     # Set when the patient's last connection drops; closed `left` after no_show_after.
     patient_away_since: Mapped[datetime | None] = mapped_column(index=True)
@@ -232,6 +232,35 @@ class Appointment(Base):
     consultation_id: Mapped[str | None] = mapped_column(IdCol)
     cancelled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    slot_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("slots.id"))
+    started_at: Mapped[datetime | None]
+
+
+class WorkingHours(Base):
+    """A doctor's weekly working hours, in their time zone; slots are cut from them."""
+
+    __tablename__ = "working_hours"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    doctor_id: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"), index=True)
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 Monday .. 6 Sunday
+    starts: Mapped[str] = mapped_column(String(5))  # HH:MM local
+    ends: Mapped[str] = mapped_column(String(5))
+    slot_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    time_zone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    __table_args__ = (UniqueConstraint("doctor_id", "weekday", "starts"),)
+
+
+class Slot(Base):
+    """A bookable time of a doctor; `appointment_id` set means booked (R-SCH)."""
+
+    __tablename__ = "slots"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    doctor_id: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"))
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime]
+    appointment_id: Mapped[str | None] = mapped_column(IdCol)
+    created_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("doctor_id", "starts_at"),)
 
 
 class Document(Base):
@@ -292,7 +321,11 @@ class Conclusion(Base):
 
     __tablename__ = "conclusions"
     id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
-    consultation_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultations.id"), index=True)
+    # A conclusion concludes either a consultation or a second opinion (R-SECOND).
+    consultation_id: Mapped[str | None] = mapped_column(
+        IdCol, ForeignKey("consultations.id"), index=True
+    )
+    second_opinion_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("second_opinions.id"))
     doctor_id: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(8), default="draft")
@@ -305,7 +338,10 @@ class Conclusion(Base):
     signed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    __table_args__ = (UniqueConstraint("consultation_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("consultation_id", "version"),
+        UniqueConstraint("second_opinion_id", "version"),
+    )
 
 
 class Notification(Base):
@@ -320,7 +356,7 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime]
-    sent_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(255))
 
@@ -342,3 +378,47 @@ class AuditEntry(Base):
     client_addr: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+
+
+class SecondOpinion(Base):
+    """A second expert opinion (R-SECOND): the patient's documents go to a specialist, whose
+    conclusion the consultant delivers into the chat of the consultation it was asked in."""
+
+    __tablename__ = "second_opinions"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    consultation_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultations.id"))
+    question: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime]
+    consultant_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    specialist_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"), index=True)
+    assigned_at: Mapped[datetime | None]
+    due_on: Mapped[date | None] = mapped_column(index=True)
+    delivered_at: Mapped[datetime | None]
+    delivered_by: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
+    chat_message_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("chat_messages.id")
+    )
+    appointment_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("appointments.id"))
+    updated_at: Mapped[datetime]
+
+
+class SecondOpinionDocument(Base):
+    """A medical-card document sent to the specialist with a second opinion (R-SECOND)."""
+
+    __tablename__ = "second_opinion_documents"
+    second_opinion_id: Mapped[str] = mapped_column(
+        IdCol, ForeignKey("second_opinions.id"), primary_key=True
+    )
+    document_id: Mapped[str] = mapped_column(IdCol, ForeignKey("documents.id"), primary_key=True)
+    added_at: Mapped[datetime]
+
+
+class CalendarFeed(Base):
+    """A patient's secret iCalendar subscription URL, kept only as the SHA-256 of its secret."""
+
+    __tablename__ = "calendar_feeds"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]

@@ -31,8 +31,14 @@ from telemed.consultation import (
     leg_limit,
 )
 from telemed.db import Database
-from telemed.errors import AlreadyTaken, Conflict, NotFound
-from telemed.models import Consultation, ConsultationLeg, Patient
+from telemed.errors import AlreadyTaken, Conflict, InvalidState, NotFound
+from telemed.models import (
+    Appointment,
+    Consultation,
+    ConsultationDocument,
+    ConsultationLeg,
+    Patient,
+)
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.routing import duty_role_for
 from telemed.services.audit import Who, record
@@ -40,6 +46,18 @@ from telemed.services.audit import Who, record
 _WITH_STAFF = {State.WITH_CONSULTANT, State.WITH_DOCTOR}
 _WAITING = {State.WAITING_CONSULTANT, State.WAITING_DOCTOR}
 _ACCEPT_CANDIDATES = 20
+
+
+class TooEarly(InvalidState):
+    code = "too_early"
+    default_message = "It is too early to join this appointment."
+
+
+class DocumentsRequired(Conflict):
+    code = "documents_required"
+    default_message = (
+        "This consultation needs medical documents: add them from the medical card first."
+    )
 
 
 class QueueEmpty(NotFound):
@@ -122,6 +140,64 @@ class ConsultationService:
                 object_type="consultation",
                 object_id=row.id,
                 detail={"kind": kind.value, "channel": channel.value},
+            )
+        return Change(row, None)
+
+    async def open_booked(
+        self, appointment_id: str, *, patient_online: bool, by_patient: str | None = None
+    ) -> Change:
+        """Open the consultation of an appointment (R-SCH 3), once: at its time by the
+        scheduler, or by the patient from `remind_before` ahead. It waits for the patient,
+        or in the consultant queue when the patient is already there."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            appointment = await session.get(Appointment, appointment_id)
+            if appointment is None or (
+                by_patient is not None and appointment.patient_id != by_patient
+            ):
+                raise NotFound("No such appointment.")
+            if appointment.consultation_id is not None:
+                existing = await session.get(Consultation, appointment.consultation_id)
+                assert existing is not None
+                return Change(existing, None)
+            if appointment.state != "booked":
+                raise InvalidState(f"The appointment is {appointment.state}.")
+            if now < appointment.starts_at - self.rules.remind_before:
+                raise TooEarly(starts_at=appointment.starts_at.isoformat())
+            present = patient_online or by_patient is not None
+            row = Consultation(
+                patient_id=appointment.patient_id,
+                kind=appointment.kind,
+                channel=appointment.channel,
+                state=(State.WAITING_CONSULTANT if present else State.WAITING_PATIENT).value,
+                version=1,
+                queue_role=Role.CONSULTANT.value if present else None,
+                queued_at=now if present else None,
+                appointment_id=appointment.id,
+                created_at=now,
+                updated_at=now,
+                patient_seen_at=now if present else None,
+                no_show_at=None
+                if present
+                else max(appointment.starts_at, now) + self.rules.no_show_after,
+            )
+            session.add(row)
+            await session.flush()
+            opened = await session.execute(
+                update(Appointment)
+                .where(Appointment.id == appointment.id, Appointment.state == "booked")
+                .values(state="started", started_at=now, consultation_id=row.id)
+            )
+            if opened.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict("The appointment changed meanwhile; reload it.")
+            record(
+                session,
+                at=now,
+                who=Who(Role.PATIENT if by_patient else Role.SYSTEM, by_patient),
+                action="consultation_open_booked",
+                object_type="consultation",
+                object_id=row.id,
+                detail={"appointment_id": appointment.id, "state": row.state},
             )
         return Change(row, None)
 
@@ -291,6 +367,7 @@ class ConsultationService:
         assert patient is not None
         today = self.clock.now().astimezone(ZoneInfo(patient.timezone)).date()
         role = duty_role_for(patient.birth_date, today, self.rules.paediatric_ages)
+        await self.check_documents(consultation_id)
         return await self.fire(consultation_id, Event.TRANSFER_TO_DOCTOR, actor, queue_role=role)
 
     async def transfer_to_doctor(
@@ -299,6 +376,7 @@ class ConsultationService:
         """Transfer to a named doctor (a booked consultation)."""
         if doctor_role not in DOCTOR_ROLES:
             raise NotFound("No such doctor.")
+        await self.check_documents(consultation_id)
         return await self.fire(
             consultation_id,
             Event.TRANSFER_TO_DOCTOR,
@@ -306,6 +384,29 @@ class ConsultationService:
             queue_role=doctor_role,
             doctor_id=doctor_id,
         )
+
+    async def missing_documents(self, consultation_id: str) -> bool:
+        """Whether a booked consultation needs documents that the patient has not added
+        (R-DOCS-1)."""
+        async with self.db.read() as session:
+            needs = await session.scalar(
+                select(Appointment.requires_documents)
+                .join(Consultation, Consultation.appointment_id == Appointment.id)
+                .where(Consultation.id == consultation_id)
+            )
+            if not needs:
+                return False
+            added = await session.scalar(
+                select(ConsultationDocument.document_id)
+                .where(ConsultationDocument.consultation_id == consultation_id)
+                .limit(1)
+            )
+        return added is None
+
+    async def check_documents(self, consultation_id: str) -> None:
+        """R-DOCS-1: no doctor before the documents are in."""
+        if await self.missing_documents(consultation_id):
+            raise DocumentsRequired()
 
     async def end_doctor_leg(
         self, consultation_id: str, actor: Actor, *, consultant_online: bool

@@ -1,0 +1,442 @@
+"""What is due, and acting on it exactly once.
+
+Every deadline lives in a row; each action here is a guarded update that
+only one caller can win (`WHERE reminded_at IS NULL`, `WHERE state = ...`),
+so a sweep after a restart, a timer and a second node can all look at the
+same row and the action still happens once. The outbox gets one row per
+message (unique dedupe key) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+
+from telemed.clock import Clock
+from telemed.config import Settings
+from telemed.consultation import SYSTEM_ACTOR, Event, State
+from telemed.db import Database
+from telemed.errors import TelemedError
+from telemed.live import Live
+from telemed.models import Appointment, Consultation, Notification, Patient
+from telemed.notify import OutboundMessage, Sender
+from telemed.phone import mask_phone
+from telemed.roles import Role
+from telemed.services.consultations import ConsultationService
+
+log = logging.getLogger("telemed.scheduler")
+
+REMINDER_TEXT = "Напоминание: консультация врача в {time}. Войдите в приложение за несколько минут."
+
+
+@dataclass
+class Fired:
+    """How many actions of each kind one pass took, and how late reminders were."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    reminder_lateness: list[float] = field(default_factory=list)
+
+    def add(self, kind: str, n: int = 1) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + n
+
+
+class DueWork:
+    """The scheduled actions of telemed; `run()` does everything due now."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        consultations: ConsultationService,
+        live: Live,
+        senders: Mapping[str, Sender],
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.settings = settings
+        self.rules = settings.rules
+        self.consultations = consultations
+        self.live = live
+        self.senders = senders
+        self.batch = settings.scheduler.batch_size
+
+    async def run(self) -> Fired:
+        """One pass over every kind of deadline, in the order a day unfolds."""
+        fired = Fired()
+        now = self.clock.now()
+        for step in (
+            self._reminders,
+            self._starts,
+            self._no_shows,
+            self._limit_warnings,
+            self._limits,
+            self._away_patients,
+        ):
+            try:
+                await step(now, fired)
+            except Exception:
+                log.exception("scheduled step %s failed; the next pass retries", step.__name__)
+        try:
+            await self._dispatch(fired)
+        except Exception:
+            log.exception("outbox dispatch failed; the next pass retries")
+        return fired
+
+    async def next_due(self) -> datetime | None:
+        """The earliest deadline still pending: when the next pass is worth running."""
+        warn = self.rules.limit_warning_before
+        grace = self.rules.no_show_after
+        async with self.db.read() as session:
+            candidates = [
+                await session.scalar(
+                    select(func.min(Appointment.remind_at)).where(
+                        Appointment.state == "booked", Appointment.reminded_at.is_(None)
+                    )
+                ),
+                await session.scalar(
+                    select(func.min(Appointment.starts_at)).where(Appointment.state == "booked")
+                ),
+                await session.scalar(
+                    select(func.min(Consultation.no_show_at)).where(
+                        Consultation.state == State.WAITING_PATIENT.value
+                    )
+                ),
+                await session.scalar(
+                    select(func.min(Consultation.limit_ends_at)).where(
+                        Consultation.state == State.WITH_DOCTOR.value
+                    )
+                ),
+                await session.scalar(
+                    select(func.min(Consultation.patient_away_since)).where(
+                        Consultation.state != State.CLOSED.value
+                    )
+                ),
+            ]
+            unwarned = await session.scalar(
+                select(func.min(Consultation.limit_ends_at)).where(
+                    Consultation.state == State.WITH_DOCTOR.value,
+                    Consultation.limit_warned_at.is_(None),
+                )
+            )
+        if candidates[4] is not None:
+            candidates[4] = candidates[4] + grace
+        if unwarned is not None:
+            candidates.append(unwarned - warn)
+        due = [c for c in candidates if c is not None]
+        return min(due) if due else None
+
+    # --- R-REMIND-1 ---------------------------------------------------------------------
+
+    async def _reminders(self, now: datetime, fired: Fired) -> None:
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Appointment.id,
+                        Appointment.patient_id,
+                        Appointment.starts_at,
+                        Appointment.remind_at,
+                    )
+                    .where(
+                        Appointment.state == "booked",
+                        Appointment.reminded_at.is_(None),
+                        Appointment.remind_at <= now,
+                    )
+                    .order_by(Appointment.remind_at)
+                    .limit(self.batch)
+                )
+            ).all()
+        for appointment_id, patient_id, starts_at, remind_at in rows:
+            if await self._remind(appointment_id, patient_id, starts_at, now):
+                fired.add("reminder")
+                if remind_at is not None:
+                    fired.reminder_lateness.append((now - remind_at).total_seconds())
+
+    async def _remind(
+        self, appointment_id: str, patient_id: str, starts_at: datetime, now: datetime
+    ) -> bool:
+        """Mark the reminder sent (once) and queue it in the outbox; then tell open sockets."""
+        useful = starts_at > now  # after the start a reminder only confuses
+        async with self.db.write() as session:
+            won = await session.execute(
+                update(Appointment)
+                .where(Appointment.id == appointment_id, Appointment.reminded_at.is_(None))
+                .values(reminded_at=now)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if useful:
+                for channel in self.settings.scheduler.reminder_channels:
+                    session.add(
+                        Notification(
+                            dedupe_key=f"reminder:{appointment_id}:{channel}",
+                            recipient_role=Role.PATIENT.value,
+                            recipient_id=patient_id,
+                            channel=channel,
+                            kind="reminder",
+                            payload={
+                                "appointment_id": appointment_id,
+                                "starts_at": starts_at.isoformat(),
+                            },
+                            created_at=now,
+                        )
+                    )
+        if useful:
+            await self.live.to_user(
+                patient_id,
+                "reminder",
+                {"appointment_id": appointment_id, "starts_at": starts_at.isoformat()},
+            )
+        return useful
+
+    # --- R-SCH 3: the appointment's time has come ------------------------------------------
+
+    async def _starts(self, now: datetime, fired: Fired) -> None:
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Appointment.id, Appointment.patient_id)
+                    .where(Appointment.state == "booked", Appointment.starts_at <= now)
+                    .order_by(Appointment.starts_at)
+                    .limit(self.batch)
+                )
+            ).all()
+        for appointment_id, patient_id in rows:
+            try:
+                change = await self.consultations.open_booked(
+                    appointment_id, patient_online=self.live.is_online(patient_id)
+                )
+            except TelemedError as exc:
+                log.info("appointment %s not opened: %s", appointment_id, exc.code)
+                continue
+            if change.transition is None and change.consultation.created_at == now:
+                fired.add("start")
+            await self.live.publish(change)
+
+    # --- R-NOSHOW-1 -------------------------------------------------------------------------
+
+    async def _no_shows(self, now: datetime, fired: Fired) -> None:
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Consultation.id, Consultation.appointment_id)
+                    .where(
+                        Consultation.state == State.WAITING_PATIENT.value,
+                        Consultation.no_show_at <= now,
+                    )
+                    .limit(self.batch)
+                )
+            ).all()
+        for consultation_id, appointment_id in rows:
+            try:
+                change = await self.consultations.fire(consultation_id, Event.NO_SHOW, SYSTEM_ACTOR)
+            except TelemedError:
+                continue  # the patient came, or another runner closed it
+            booked_by = None
+            async with self.db.write() as session:
+                if appointment_id:
+                    await session.execute(
+                        update(Appointment)
+                        .where(Appointment.id == appointment_id)
+                        .values(state="no_show")
+                    )
+                    booked_by = await session.scalar(
+                        select(Appointment.booked_by).where(Appointment.id == appointment_id)
+                    )
+                session.add(
+                    Notification(
+                        dedupe_key=f"no_show:{consultation_id}",
+                        recipient_role=Role.CONSULTANT.value,
+                        recipient_id=booked_by or "consultants",
+                        channel="console",
+                        kind="no_show",
+                        payload={
+                            "consultation_id": consultation_id,
+                            "appointment_id": appointment_id,
+                        },
+                        created_at=now,
+                        sent_at=now,
+                    )
+                )
+            fired.add("no_show")
+            await self.live.publish(change)
+            told = {"consultation_id": consultation_id, "appointment_id": appointment_id}
+            await self.live.to_role(Role.CONSULTANT, "appointment:no_show", told)
+
+    # --- R-LIMIT-URG / R-LIMIT-SCH -----------------------------------------------------------
+
+    async def _limit_warnings(self, now: datetime, fired: Fired) -> None:
+        warn_at = now + self.rules.limit_warning_before
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Consultation.id, Consultation.limit_ends_at)
+                    .where(
+                        Consultation.state == State.WITH_DOCTOR.value,
+                        Consultation.limit_warned_at.is_(None),
+                        Consultation.limit_ends_at <= warn_at,
+                        Consultation.limit_ends_at > now,
+                    )
+                    .limit(self.batch)
+                )
+            ).all()
+        for consultation_id, ends_at in rows:
+            async with self.db.write() as session:
+                won = await session.execute(
+                    update(Consultation)
+                    .where(
+                        Consultation.id == consultation_id,
+                        Consultation.state == State.WITH_DOCTOR.value,
+                        Consultation.limit_warned_at.is_(None),
+                        Consultation.limit_ends_at == ends_at,
+                    )
+                    .values(limit_warned_at=now)
+                )
+                row = await session.get(Consultation, consultation_id)
+            if won.rowcount != 1 or row is None or ends_at is None:  # type: ignore[attr-defined]
+                continue
+            fired.add("limit_warning")
+            payload = {"consultation_id": consultation_id, "ends_at": ends_at.isoformat()}
+            for user in (row.patient_id, row.doctor_id):
+                if user:
+                    await self.live.to_user(user, "limit:warning", payload)
+
+    async def _limits(self, now: datetime, fired: Fired) -> None:
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Consultation.id,
+                        Consultation.consultant_id,
+                        Consultation.doctor_id,
+                        Consultation.patient_id,
+                    )
+                    .where(
+                        Consultation.state == State.WITH_DOCTOR.value,
+                        Consultation.limit_ends_at <= now,
+                    )
+                    .limit(self.batch)
+                )
+            ).all()
+        for consultation_id, consultant_id, doctor_id, patient_id in rows:
+            try:
+                change = await self.consultations.end_doctor_leg(
+                    consultation_id,
+                    SYSTEM_ACTOR,
+                    consultant_online=self.live.is_online(consultant_id),
+                )
+            except TelemedError:
+                continue  # the doctor ended it first
+            fired.add("limit_reached")
+            for user in (patient_id, doctor_id):
+                if user:
+                    await self.live.to_user(
+                        user, "limit:reached", {"consultation_id": consultation_id}
+                    )
+            await self.live.publish(change)
+
+    # --- patients gone past the grace (backstop of the live layer's timers) ----------------
+
+    async def _away_patients(self, now: datetime, fired: Fired) -> None:
+        cutoff = now - self.rules.no_show_after
+        async with self.db.read() as session:
+            rows = (
+                await session.scalars(
+                    select(Consultation.id)
+                    .where(
+                        Consultation.state != State.CLOSED.value,
+                        Consultation.patient_away_since <= cutoff,
+                    )
+                    .limit(self.batch)
+                )
+            ).all()
+        for consultation_id in rows:
+            try:
+                change = await self.consultations.fire(
+                    consultation_id, Event.PATIENT_LEAVES, SYSTEM_ACTOR
+                )
+            except TelemedError:
+                continue
+            fired.add("left")
+            await self.live.publish(change)
+
+    # --- the outbox ---------------------------------------------------------------------------
+
+    async def _dispatch(self, fired: Fired) -> None:
+        """Send queued push/SMS messages; a message is marked sent after the sender accepts it."""
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Notification, Patient.phone, Patient.timezone)
+                    .join(Patient, Patient.id == Notification.recipient_id, isouter=True)
+                    .where(
+                        Notification.sent_at.is_(None),
+                        Notification.channel.in_(tuple(self.senders)),
+                        Notification.attempts < 5,
+                    )
+                    .order_by(Notification.created_at)
+                    .limit(self.batch)
+                )
+            ).all()
+        for note, phone, zone in rows:
+            sender = self.senders[note.channel]
+            target = phone if note.channel == "sms" else note.recipient_id
+            if not target:
+                continue
+            async with self.db.write() as session:
+                claimed = await session.execute(
+                    update(Notification)
+                    .where(
+                        Notification.id == note.id,
+                        Notification.attempts == note.attempts,
+                        Notification.sent_at.is_(None),
+                    )
+                    .values(attempts=note.attempts + 1)
+                )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            message = OutboundMessage(to=target, text=_text(note, zone), kind=note.channel)
+            try:
+                await sender.send(message)
+            except Exception as exc:
+                log.warning(
+                    "%s to %s failed: %s",
+                    note.channel,
+                    _who(note.channel, target),
+                    type(exc).__name__,
+                )
+                async with self.db.write() as session:
+                    await session.execute(
+                        update(Notification)
+                        .where(Notification.id == note.id)
+                        .values(last_error=type(exc).__name__)
+                    )
+                continue
+            async with self.db.write() as session:
+                await session.execute(
+                    update(Notification)
+                    .where(Notification.id == note.id)
+                    .values(sent_at=self.clock.now())
+                )
+            fired.add(f"sent_{note.channel}")
+
+
+def _text(note: Notification, zone: str | None) -> str:
+    """The message text, with times in the patient's time zone (R-CAL-1)."""
+    if note.kind == "reminder":
+        starts = datetime.fromisoformat(str(note.payload["starts_at"]))
+        local = starts.astimezone(ZoneInfo(zone or "Europe/Moscow"))
+        return REMINDER_TEXT.format(time=local.strftime("%H:%M"))
+    if note.kind == "appointment_booked":
+        return "Вы записаны на консультацию. Подробности в приложении, раздел «Календарь»."
+    return "Новое уведомление в приложении телемедицины."
+
+
+def _who(channel: str, target: str) -> str:
+    return mask_phone(target) if channel == "sms" else target[:8]

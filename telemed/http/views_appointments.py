@@ -1,0 +1,331 @@
+"""Appointments over REST (R-SCH, R-CANCEL-1): doctors' hours, free slots, booking, cancelling.
+
+Times go out in the patient's time zone (R-CAL-1) for patients, in UTC for staff.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiohttp import web
+from pydantic import AwareDatetime, Field, field_validator
+from sqlalchemy import select
+
+from telemed.consultation import Channel, Kind
+from telemed.context import LIVE, REPLAN, Services, client_addr, services
+from telemed.errors import Forbidden, ValidationFailed
+from telemed.http.api import Api, Body, Call, Out
+from telemed.models import Appointment, Patient, Staff
+from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
+from telemed.services.appointments import Hours
+from telemed.services.audit import Who
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+BOOKERS = {Role.PATIENT, Role.CONSULTANT, Role.ADMIN}
+CONSULTANTS = {Role.CONSULTANT, Role.ADMIN}
+
+
+class SlotsQuery(Body):
+    role: Literal["therapist", "paediatrician", "specialist", "psychologist"]
+    from_: AwareDatetime | None = Field(default=None, alias="from")
+    to: AwareDatetime | None = None
+    doctor_id: Id | None = None
+
+
+class SlotOut(Out):
+    slot_id: str
+    doctor_id: str
+    doctor_name: str
+    role: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class SlotList(Out):
+    slots: list[SlotOut]
+
+
+class BookRequest(Body):
+    """A patient sends `slot_id` + `channel`; a consultant sends the rest."""
+
+    slot_id: Id | None = None
+    channel: Channel
+    patient_id: Id | None = None
+    doctor_id: Id | None = None
+    starts_at: AwareDatetime | None = None
+    kind: Literal["scheduled", "second_opinion"] = "scheduled"
+    requires_documents: bool = False
+    notify_via: Literal["chat", "call", "phone"] = "chat"
+
+
+class AppointmentOut(Out):
+    appointment_id: str
+    patient_id: str
+    doctor_id: str
+    starts_at: datetime
+    ends_at: datetime
+    channel: str
+    kind: str
+    state: str
+    requires_documents: bool
+    notify_via: str
+    consultation_id: str | None = None
+
+
+class AppointmentList(Out):
+    items: list[AppointmentOut]
+
+
+class HoursBlock(Body):
+    weekday: Annotated[int, Field(ge=0, le=6, description="0 = Monday")]
+    starts: time
+    ends: time
+
+
+class WorkingHoursRequest(Body):
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "Europe/Moscow"
+    slot_minutes: Annotated[int, Field(ge=5, le=240)] = 15
+    hours: Annotated[list[HoursBlock], Field(max_length=50)]
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone name") from None
+        return value
+
+
+class SlotsOpened(Out):
+    open_slots: int
+
+
+class DoctorOut(Out):
+    doctor_id: str
+    name: str
+    role: str
+
+
+class DoctorList(Out):
+    doctors: list[DoctorOut]
+
+
+class DoctorsQuery(Body):
+    role: Literal["therapist", "paediatrician", "specialist", "psychologist"] | None = None
+
+
+async def _zone_of(svc: Services, patient_id: str) -> ZoneInfo:
+    async with svc.db.read() as session:
+        patient = await session.get(Patient, patient_id)
+    return ZoneInfo(patient.timezone if patient else "Europe/Moscow")
+
+
+def appointment_out(a: Appointment, zone: ZoneInfo | None) -> AppointmentOut:
+    def shown(t: datetime) -> datetime:
+        return t.astimezone(zone) if zone else t
+
+    return AppointmentOut(
+        appointment_id=a.id,
+        patient_id=a.patient_id,
+        doctor_id=a.doctor_id,
+        starts_at=shown(a.starts_at),
+        ends_at=shown(a.ends_at),
+        channel=a.channel,
+        kind=a.kind,
+        state=a.state,
+        requires_documents=a.requires_documents,
+        notify_via=a.notify_via,
+        consultation_id=a.consultation_id,
+    )
+
+
+def _poke(request: web.Request) -> None:
+    """A booking wrote a new deadline: let the scheduler re-plan its next wake-up."""
+    replan = request.app.get(REPLAN)
+    if replan is not None:
+        replan()
+
+
+def register(api: Api) -> None:
+    @api.route(
+        "GET",
+        "/slots",
+        roles=BOOKERS | DOCTOR_ROLES,
+        query=SlotsQuery,
+        response=SlotList,
+        tag="appointments",
+    )
+    async def list_slots(call: Call[SlotsQuery]) -> SlotList:
+        """Free slots of a role's doctors (patients see them in their time zone)."""
+        svc = services(call.request)
+        now = svc.clock.now()
+        q = call.body
+        found = await svc.appointments.free_slots(
+            Role(q.role), q.from_ or now, q.to or now + timedelta(days=14), q.doctor_id
+        )
+        zone = await _zone_of(svc, call.me.id) if call.me.role is Role.PATIENT else None
+        return SlotList(
+            slots=[
+                SlotOut(
+                    slot_id=slot.id,
+                    doctor_id=staff.id,
+                    doctor_name=staff.full_name,
+                    role=staff.role,
+                    starts_at=slot.starts_at.astimezone(zone) if zone else slot.starts_at,
+                    ends_at=slot.ends_at.astimezone(zone) if zone else slot.ends_at,
+                )
+                for slot, staff in found
+            ]
+        )
+
+    @api.route(
+        "POST",
+        "/appointments",
+        roles=BOOKERS,
+        body=BookRequest,
+        response=AppointmentOut,
+        status=201,
+        tag="appointments",
+    )
+    async def book(call: Call[BookRequest]) -> AppointmentOut:
+        """Book: a patient from a free slot of a psychologist or specialist; a consultant any
+        doctor at a free time, with kind, documents and how to tell the patient (R-SCH 1)."""
+        svc = services(call.request)
+        b = call.body
+        who = Who(call.me.role, call.me.id, client_addr(call.request))
+        if call.me.role is Role.PATIENT:
+            if b.slot_id is None:
+                raise ValidationFailed("Choose a free slot: slot_id.", field="slot_id")
+            if b.patient_id or b.doctor_id or b.starts_at:
+                raise ValidationFailed("Patients book by slot_id and channel only.")
+            appointment = await svc.appointments.book_for_patient(
+                patient_id=call.me.id, slot_id=b.slot_id, channel=b.channel, who=who
+            )
+        else:
+            missing = [n for n in ("patient_id", "doctor_id", "starts_at") if not getattr(b, n)]
+            if missing:
+                raise ValidationFailed(f"Missing: {', '.join(missing)}.", fields=missing)
+            assert b.patient_id and b.doctor_id and b.starts_at
+            appointment = await svc.appointments.book_by_consultant(
+                patient_id=b.patient_id,
+                doctor_id=b.doctor_id,
+                starts_at=b.starts_at,
+                channel=b.channel,
+                kind=Kind(b.kind),
+                requires_documents=b.requires_documents,
+                notify_via=b.notify_via,
+                who=who,
+            )
+        _poke(call.request)
+        await call.request.app[LIVE].to_user(
+            appointment.patient_id,
+            "appointment:booked",
+            {"appointment_id": appointment.id, "starts_at": appointment.starts_at.isoformat()},
+        )
+        zone = await _zone_of(svc, appointment.patient_id)
+        return appointment_out(appointment, zone if call.me.role is Role.PATIENT else None)
+
+    @api.route(
+        "GET",
+        "/appointments",
+        roles=BOOKERS | DOCTOR_ROLES,
+        response=AppointmentList,
+        tag="appointments",
+    )
+    async def list_appointments(call: Call[Body]) -> AppointmentList:
+        """A patient's own appointments; a doctor's own; all upcoming for consultants."""
+        svc = services(call.request)
+        me = call.me
+        if me.role is Role.PATIENT:
+            zone = await _zone_of(svc, me.id)
+            return AppointmentList(
+                items=[appointment_out(a, zone) for a in await svc.appointments.for_patient(me.id)]
+            )
+        query = select(Appointment).order_by(Appointment.starts_at).limit(500)
+        if me.role in DOCTOR_ROLES:
+            query = query.where(Appointment.doctor_id == me.id)
+        else:
+            query = query.where(Appointment.starts_at >= svc.clock.now() - timedelta(hours=1))
+        async with svc.db.read() as session:
+            rows = (await session.scalars(query)).all()
+        return AppointmentList(items=[appointment_out(a, None) for a in rows])
+
+    @api.route(
+        "POST",
+        "/appointments/{appointment_id}/cancel",
+        roles=BOOKERS,
+        response=AppointmentOut,
+        tag="appointments",
+    )
+    async def cancel(call: Call[Body]) -> AppointmentOut:
+        """Cancel before the start; the consultant is told (R-CANCEL-1). After: already_started."""
+        svc = services(call.request)
+        appointment = await svc.appointments.cancel(
+            call.request.match_info["appointment_id"],
+            Who(call.me.role, call.me.id, client_addr(call.request)),
+            call.me.role,
+        )
+        await call.request.app[LIVE].to_role(
+            Role.CONSULTANT,
+            "appointment:cancelled",
+            {"appointment_id": appointment.id, "by": call.me.role.value},
+        )
+        zone = await _zone_of(svc, appointment.patient_id) if call.me.role is Role.PATIENT else None
+        return appointment_out(appointment, zone)
+
+    @api.route(
+        "PUT",
+        "/doctors/{doctor_id}/working-hours",
+        roles={Role.ADMIN},
+        body=WorkingHoursRequest,
+        response=SlotsOpened,
+        tag="appointments",
+    )
+    async def set_hours(call: Call[WorkingHoursRequest]) -> SlotsOpened:
+        """Set a doctor's weekly hours; free slots are cut for the coming days."""
+        svc = services(call.request)
+        b = call.body
+        for block in b.hours:
+            if block.ends <= block.starts:
+                raise ValidationFailed("Each block must end after it starts.", field="hours")
+        opened = await svc.appointments.set_working_hours(
+            call.request.match_info["doctor_id"],
+            [Hours(h.weekday, h.starts, h.ends) for h in b.hours],
+            zone=b.time_zone,
+            slot_minutes=b.slot_minutes,
+            days_ahead=svc.settings.scheduler.slot_horizon_days,
+            who=Who(call.me.role, call.me.id, client_addr(call.request)),
+        )
+        return SlotsOpened(open_slots=opened)
+
+    @api.route(
+        "GET",
+        "/doctors",
+        roles=STAFF_ROLES | {Role.PATIENT},
+        query=DoctorsQuery,
+        response=DoctorList,
+        tag="appointments",
+    )
+    async def list_doctors(call: Call[DoctorsQuery]) -> DoctorList:
+        """Doctors by role; patients see only those they may book themselves."""
+        svc = services(call.request)
+        roles = [call.body.role] if call.body.role else [r.value for r in DOCTOR_ROLES]
+        if call.me.role is Role.PATIENT:
+            allowed = {"psychologist", "specialist"}
+            if call.body.role and call.body.role not in allowed:
+                raise Forbidden("Patients book psychologists and specialists themselves.")
+            roles = [r for r in roles if r in allowed]
+        async with svc.db.read() as session:
+            rows = (
+                await session.scalars(
+                    select(Staff)
+                    .where(Staff.role.in_(roles), Staff.active.is_(True))
+                    .order_by(Staff.full_name)
+                )
+            ).all()
+        return DoctorList(
+            doctors=[DoctorOut(doctor_id=s.id, name=s.full_name, role=s.role) for s in rows]
+        )
