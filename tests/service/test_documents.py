@@ -518,6 +518,11 @@ async def test_a_patient_adds_a_card_document_to_their_open_consultation_once(
     assert (await card_app.client.get(path, headers=bearer(staff))).status == 404
     audit_entries = await audit(card_app, "consultation_document_add")
     assert [e.outcome for e in audit_entries] == ["ok", "ok"]
+    listings = await audit(card_app, "consultation_document_list")
+    assert [(e.actor_role, e.outcome) for e in listings] == [
+        ("patient", "ok"),
+        ("consultant", "forbidden"),
+    ]
 
 
 async def test_only_own_documents_go_into_own_open_consultations(card_app: Running) -> None:
