@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from conftest import Clinic
+from clinic import Clinic
 from helpers import bearer
 
 from telemed.roles import Role
@@ -19,16 +19,20 @@ async def test_free_slots_come_from_working_hours_in_the_patients_time_zone(
     """R-SCH, R-CAL-1: slots cut from the doctor's hours; patients see them in their zone."""
     _, doctor_id = await clinic.doctor(Role.PSYCHOLOGIST, "psy", "13:00-14:00")
     patient = await clinic.patient()
-    await clinic.app.client.patch("/api/v1/me", json={"timezone": "Asia/Vladivostok"},
-                                  headers=bearer(patient))
+    await clinic.app.client.patch(
+        "/api/v1/me", json={"timezone": "Asia/Vladivostok"}, headers=bearer(patient)
+    )
     resp = await clinic.app.client.get(
-        "/api/v1/slots", params={"role": "psychologist", "to": "2026-01-16T00:00:00+00:00"},
+        "/api/v1/slots",
+        params={"role": "psychologist", "to": "2026-01-16T00:00:00+00:00"},
         headers=bearer(patient),
     )
     slots = (await resp.json())["slots"]
     assert [s["starts_at"] for s in slots] == [
-        "2026-01-15T20:00:00+10:00", "2026-01-15T20:15:00+10:00",
-        "2026-01-15T20:30:00+10:00", "2026-01-15T20:45:00+10:00",
+        "2026-01-15T20:00:00+10:00",
+        "2026-01-15T20:15:00+10:00",
+        "2026-01-15T20:30:00+10:00",
+        "2026-01-15T20:45:00+10:00",
     ]
     assert {s["doctor_id"] for s in slots} == {doctor_id}
 
@@ -40,22 +44,31 @@ async def test_a_patient_books_a_psychologist_from_a_free_slot_but_not_a_therapi
     await clinic.doctor(Role.PSYCHOLOGIST, "psy")
     _, therapist_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
-    slots = (await (await clinic.app.client.get(
-        "/api/v1/slots?role=psychologist", headers=bearer(patient))).json())["slots"]
+    slots = (
+        await (
+            await clinic.app.client.get("/api/v1/slots?role=psychologist", headers=bearer(patient))
+        ).json()
+    )["slots"]
     resp = await clinic.app.client.post(
-        "/api/v1/appointments", json={"slot_id": slots[0]["slot_id"], "channel": "audio"},
+        "/api/v1/appointments",
+        json={"slot_id": slots[0]["slot_id"], "channel": "audio"},
         headers=bearer(patient),
     )
     assert resp.status == 201
     booked = await resp.json()
     assert booked["state"] == "booked" and booked["starts_at"] == "2026-01-15T13:00:00+03:00"
-    mine = await (await clinic.app.client.get("/api/v1/appointments",
-                                              headers=bearer(patient))).json()
+    mine = await (
+        await clinic.app.client.get("/api/v1/appointments", headers=bearer(patient))
+    ).json()
     assert [a["appointment_id"] for a in mine["items"]] == [booked["appointment_id"]]
-    ther_slots = (await (await clinic.app.client.get(
-        "/api/v1/slots?role=therapist", headers=bearer(patient))).json())["slots"]
+    ther_slots = (
+        await (
+            await clinic.app.client.get("/api/v1/slots?role=therapist", headers=bearer(patient))
+        ).json()
+    )["slots"]
     refused = await clinic.app.client.post(
-        "/api/v1/appointments", json={"slot_id": ther_slots[0]["slot_id"], "channel": "video"},
+        "/api/v1/appointments",
+        json={"slot_id": ther_slots[0]["slot_id"], "channel": "video"},
         headers=bearer(patient),
     )
     assert refused.status == 403
@@ -69,8 +82,11 @@ async def test_a_slot_is_booked_once_and_the_loser_of_a_race_gets_slot_taken(
     await clinic.doctor(Role.PSYCHOLOGIST, "psy")
     adult = await clinic.patient("+79161234567")
     child = await clinic.patient("+79167654321")
-    slots = (await (await clinic.app.client.get(
-        "/api/v1/slots?role=psychologist", headers=bearer(adult))).json())["slots"]
+    slots = (
+        await (
+            await clinic.app.client.get("/api/v1/slots?role=psychologist", headers=bearer(adult))
+        ).json()
+    )["slots"]
     body = {"slot_id": slots[0]["slot_id"], "channel": "video"}
     for _ in range(1):
         first, second = await asyncio.gather(
@@ -81,8 +97,11 @@ async def test_a_slot_is_booked_once_and_the_loser_of_a_race_gets_slot_taken(
         assert statuses == [201, 409]
         loser = first if first.status == 409 else second
         assert (await loser.json())["error"]["code"] == "slot_taken"
-    after = (await (await clinic.app.client.get(
-        "/api/v1/slots?role=psychologist", headers=bearer(adult))).json())["slots"]
+    after = (
+        await (
+            await clinic.app.client.get("/api/v1/slots?role=psychologist", headers=bearer(adult))
+        ).json()
+    )["slots"]
     assert slots[0]["slot_id"] not in {s["slot_id"] for s in after}
 
 
@@ -93,23 +112,32 @@ async def test_a_consultant_books_a_doctor_at_a_time_and_says_how_to_tell_the_pa
     _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
     client = await clinic.join(patient, "patient")
-    booked = await clinic.book(patient, doctor_id, FIRST_SLOT, requires_documents=True,
-                               notify_via="phone")
+    booked = await clinic.book(
+        patient, doctor_id, FIRST_SLOT, requires_documents=True, notify_via="phone"
+    )
     assert booked["notify_via"] == "phone" and booked["requires_documents"] is True
     told = await client.wait("appointment:booked")
     assert told["appointment_id"] == booked["appointment_id"]
     me = await (await clinic.app.client.get("/api/v1/me", headers=bearer(patient))).json()
     nothing = await clinic.app.client.post(
         "/api/v1/appointments",
-        json={"patient_id": me["user_id"], "doctor_id": doctor_id,
-              "starts_at": "2026-01-15T10:07:00+00:00", "channel": "video"},
+        json={
+            "patient_id": me["user_id"],
+            "doctor_id": doctor_id,
+            "starts_at": "2026-01-15T10:07:00+00:00",
+            "channel": "video",
+        },
         headers=bearer(clinic.consultant),
     )
     assert nothing.status == 404 and (await nothing.json())["error"]["code"] == "no_such_slot"
     naive = await clinic.app.client.post(
         "/api/v1/appointments",
-        json={"patient_id": me["user_id"], "doctor_id": doctor_id,
-              "starts_at": "2026-01-15T10:00:00", "channel": "video"},
+        json={
+            "patient_id": me["user_id"],
+            "doctor_id": doctor_id,
+            "starts_at": "2026-01-15T10:00:00",
+            "channel": "video",
+        },
         headers=bearer(clinic.consultant),
     )
     assert naive.status == 422
@@ -126,12 +154,18 @@ async def test_a_patient_cancels_before_the_start_and_the_consultant_is_told(
     booked = await clinic.book(patient, doctor_id, FIRST_SLOT)
     clinic.app.clock.advance(timedelta(minutes=59, seconds=59))
     resp = await clinic.app.client.post(
-        f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient))
+        f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient)
+    )
     assert resp.status == 200 and (await resp.json())["state"] == "cancelled"
     told = await watcher.wait("appointment:cancelled")
     assert told == {"appointment_id": booked["appointment_id"], "by": "patient"}
-    slots = (await (await clinic.app.client.get(
-        "/api/v1/slots?role=therapist", headers=bearer(clinic.consultant))).json())["slots"]
+    slots = (
+        await (
+            await clinic.app.client.get(
+                "/api/v1/slots?role=therapist", headers=bearer(clinic.consultant)
+            )
+        ).json()
+    )["slots"]
     assert slots[0]["starts_at"].startswith("2026-01-15T10:00")
 
 
@@ -143,7 +177,8 @@ async def test_a_cancel_after_the_start_is_refused(clinic: Clinic) -> None:
     clinic.app.clock.advance(timedelta(hours=1))
     await clinic.tick()
     resp = await clinic.app.client.post(
-        f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient))
+        f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient)
+    )
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "already_started"
 
 
@@ -152,7 +187,8 @@ async def test_another_patient_cannot_cancel_my_appointment(clinic: Clinic) -> N
     mine = await clinic.book(await clinic.patient(), doctor_id, FIRST_SLOT)
     other = await clinic.patient("+79167654321")
     resp = await clinic.app.client.post(
-        f"/api/v1/appointments/{mine['appointment_id']}/cancel", headers=bearer(other))
+        f"/api/v1/appointments/{mine['appointment_id']}/cancel", headers=bearer(other)
+    )
     assert resp.status == 404
 
 
@@ -164,15 +200,17 @@ async def test_documents_are_required_before_the_doctor(clinic: Clinic) -> None:
     booked = await clinic.book(patient, doctor_id, FIRST_SLOT, requires_documents=True)
     clinic.app.clock.advance(timedelta(minutes=55))
     live = await clinic.join(patient, "patient")
-    ack = await live.ok("consultation:start",
-                        {"channel": "video", "appointment_id": booked["appointment_id"]})
+    ack = await live.ok(
+        "consultation:start", {"channel": "video", "appointment_id": booked["appointment_id"]}
+    )
     cid = ack["consultation_id"]
     state = await live.wait_state(cid, "waiting_consultant")
     assert state["documents_required"] is True
     consultant = await clinic.join(clinic.consultant, "consultant")
     await consultant.ok("consultation:accept", {"consultation_id": cid})
     blocked = await consultant.call(
-        "consultation:transfer", {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id})
+        "consultation:transfer", {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id}
+    )
     assert blocked["ok"] is False and blocked["error"]["code"] == "documents_required"
     pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
     import aiohttp
@@ -183,9 +221,12 @@ async def test_documents_are_required_before_the_doctor(clinic: Clinic) -> None:
     assert up.status == 201, await up.text()
     document_id = (await up.json())["document_id"]
     added = await clinic.app.client.post(
-        f"/api/v1/consultations/{cid}/documents", json={"document_id": document_id},
-        headers=bearer(patient))
+        f"/api/v1/consultations/{cid}/documents",
+        json={"document_id": document_id},
+        headers=bearer(patient),
+    )
     assert added.status in (200, 201), await added.text()
     moved = await consultant.ok(
-        "consultation:transfer", {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id})
+        "consultation:transfer", {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id}
+    )
     assert moved["state"] == "waiting_doctor"

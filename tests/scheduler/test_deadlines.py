@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import Clinic
+from clinic import Clinic
 from helpers import bearer
 from sqlalchemy import func, select
 
@@ -52,8 +52,9 @@ async def test_a_booked_patient_who_never_comes_is_closed_as_no_show_and_the_con
     booked = await clinic.book(patient, doctor_id, FIRST_SLOT)
     clinic.app.clock.advance(timedelta(hours=1))  # T
     await clinic.tick()
-    mine = await (await clinic.app.client.get("/api/v1/consultations",
-                                              headers=bearer(patient))).json()
+    mine = await (
+        await clinic.app.client.get("/api/v1/consultations", headers=bearer(patient))
+    ).json()
     assert mine["items"][0]["state"] == "waiting_patient"
     clinic.app.clock.advance(timedelta(minutes=14, seconds=59))
     await clinic.tick()
@@ -62,12 +63,14 @@ async def test_a_booked_patient_who_never_comes_is_closed_as_no_show_and_the_con
     await clinic.tick()
     told = await watcher.wait("appointment:no_show")
     assert told["appointment_id"] == booked["appointment_id"]
-    mine = await (await clinic.app.client.get("/api/v1/consultations",
-                                              headers=bearer(patient))).json()
+    mine = await (
+        await clinic.app.client.get("/api/v1/consultations", headers=bearer(patient))
+    ).json()
     assert mine["items"][0]["state"] == "closed"
     assert mine["items"][0]["close_reason"] == "no_show"
-    appointments = await (await clinic.app.client.get("/api/v1/appointments",
-                                                      headers=bearer(patient))).json()
+    appointments = await (
+        await clinic.app.client.get("/api/v1/appointments", headers=bearer(patient))
+    ).json()
     assert appointments["items"][0]["state"] == "no_show"
 
 
@@ -107,17 +110,20 @@ async def test_a_booked_patient_cannot_join_before_the_reminder_time(clinic: Cli
     patient = await clinic.patient()
     booked = await clinic.book(patient, doctor_id, FIRST_SLOT)
     live = await clinic.join(patient, "patient")
-    early = await live.call("consultation:start",
-                            {"channel": "video", "appointment_id": booked["appointment_id"]})
+    early = await live.call(
+        "consultation:start", {"channel": "video", "appointment_id": booked["appointment_id"]}
+    )
     assert early["ok"] is False and early["error"]["code"] == "too_early"
     clinic.app.clock.advance(timedelta(minutes=50))
-    ok = await live.ok("consultation:start",
-                       {"channel": "video", "appointment_id": booked["appointment_id"]})
+    ok = await live.ok(
+        "consultation:start", {"channel": "video", "appointment_id": booked["appointment_id"]}
+    )
     assert ok["state"] == "waiting_consultant"
 
 
-async def _with_doctor(clinic: Clinic, doctor: Role, login: str) -> tuple[str, object, object,
-                                                                           object]:
+async def _with_doctor(
+    clinic: Clinic, doctor: Role, login: str
+) -> tuple[str, object, object, object]:
     doctor_token, _ = await clinic.doctor(doctor, login)
     patient = await clinic.join(await clinic.patient(), "patient")
     consultant = await clinic.join(clinic.consultant, "consultant")
@@ -163,11 +169,15 @@ async def test_the_booked_doctor_leg_ends_at_15_minutes(clinic: Clinic) -> None:
     patient = await clinic.join(patient_token, "patient")
     consultant = await clinic.join(clinic.consultant, "consultant")
     doctor = await clinic.join(doctor_token, "doctor")
-    cid = (await patient.ok("consultation:start", {
-        "channel": "video", "appointment_id": booked["appointment_id"]}))["consultation_id"]
+    cid = (
+        await patient.ok(
+            "consultation:start", {"channel": "video", "appointment_id": booked["appointment_id"]}
+        )
+    )["consultation_id"]
     await consultant.ok("consultation:accept", {"consultation_id": cid})
-    await consultant.ok("consultation:transfer",
-                        {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id})
+    await consultant.ok(
+        "consultation:transfer", {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id}
+    )
     await doctor.ok("consultation:accept", {"consultation_id": cid})
     await patient.wait_state(cid, "with_doctor")
     clinic.app.clock.advance(timedelta(minutes=13))
