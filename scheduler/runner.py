@@ -42,12 +42,21 @@ class SchedulerRunner:
         lease_every = max(0.1, self.settings.lease_ttl.total_seconds() / 3)
         self._aps.start()
         self._aps.add_job(
-            self._hold_lease, "interval", seconds=lease_every, id="lease",
-            max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
+            self._hold_lease,
+            "interval",
+            seconds=lease_every,
+            id="lease",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
         self._aps.add_job(
-            self._sweep, "interval", seconds=self.settings.sweep_interval.total_seconds(),
-            id="sweep", max_instances=1, coalesce=True,
+            self._sweep,
+            "interval",
+            seconds=self.settings.sweep_interval.total_seconds(),
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
         )
 
     async def stop(self) -> None:
@@ -85,8 +94,11 @@ class SchedulerRunner:
             if fired.reminder_lateness:
                 self.last_lag_seconds = max(fired.reminder_lateness)
             if fired.counts:
-                log.info("scheduler pass: %s in %.0f ms", fired.counts,
-                         (datetime.now(UTC) - started).total_seconds() * 1000)
+                log.info(
+                    "scheduler pass: %s in %.0f ms",
+                    fired.counts,
+                    (datetime.now(UTC) - started).total_seconds() * 1000,
+                )
             self._plan(await self.work.next_due())
             return fired
 
@@ -100,8 +112,12 @@ class SchedulerRunner:
             return
         delay = max(timedelta(0), when - self.clock.now())
         self._aps.add_job(
-            self._wake, "date", run_date=datetime.now(UTC) + delay, id="next",
-            replace_existing=True, misfire_grace_time=None,
+            self._wake,
+            "date",
+            run_date=datetime.now(UTC) + delay,
+            id="next",
+            replace_existing=True,
+            misfire_grace_time=None,
         )
 
     async def _wake(self) -> None:

@@ -185,7 +185,7 @@ def create_app(
         lease: Lease = (
             RedisLease(
                 redis_client,
-                "telemed:scheduler:lease",
+                settings.scheduler.lease_key,
                 int(settings.scheduler.lease_ttl.total_seconds() * 1000),
             )
             if redis_client is not None
@@ -222,7 +222,11 @@ def create_app(
         except Exception:
             log.exception("health check failed")
             return web.json_response({"status": "unavailable"}, status=503)
-        return web.json_response({"status": "ok"})
+        runner = request.app.get(SCHEDULER)
+        role = "leader" if runner is not None and runner.leading else "standby"
+        if not settings.scheduler.enabled:
+            role = "off"
+        return web.json_response({"status": "ok", "scheduler": role})
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(request.app[API].openapi())

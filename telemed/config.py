@@ -197,6 +197,7 @@ class SchedulerSettings(_Section):
     enabled: bool = True  # off: nothing runs by itself (tests call tick())
     sweep_interval: Duration = timedelta(seconds=5)
     lease_ttl: Duration = timedelta(seconds=10)
+    lease_key: str = "telemed:scheduler:lease"
     slot_horizon_days: int = Field(default=14, ge=1, le=365)
     reminder_channels: tuple[Literal["push", "sms"], ...] = ("push",)
     batch_size: int = Field(default=500, ge=1)

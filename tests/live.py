@@ -64,8 +64,7 @@ class Live:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AssertionError(
-                    f"{self.name}: no {event} within {within}s; got "
-                    f"{[n for n, _ in self.received]}"
+                    f"{self.name}: no {event} within {within}s; got {[n for n, _ in self.received]}"
                 )
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):

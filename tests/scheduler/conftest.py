@@ -23,6 +23,7 @@ async def clinic(
     app: Running = await start_app(
         sqlite_url,
         push={"backend": "file", "path": str(push_file)},
+        storage={"documents_dir": str(tmp_path / "documents")},
         signalling={"queue_refresh_interval": "10ms"},
         scheduler={"enabled": False},  # the tests move the clock and tick themselves
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Running
+from appkit import Running
 from helpers import ADULT_PHONE, add_adult, bearer, patient_token, staff_token
 from sqlalchemy import select
 
