@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy import text
 
+from conclusions import http as conclusions_http
 from scheduler.jobs import DueWork
 from scheduler.lease import Lease, LocalLease, RedisLease
 from scheduler.runner import SchedulerRunner
@@ -116,6 +117,7 @@ def build_api() -> Api:
     views_me.register(api)
     views_patients.register(api)
     views_consultations.register(api)
+    conclusions_http.register(api)
     views_documents.register(api)
     views_queues.register(api)
     views_appointments.register(api)
@@ -156,6 +158,7 @@ def create_app(
     api = build_api()
     app[API] = api
     api.mount(app)
+    conclusions_http.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = await open_database(settings)
