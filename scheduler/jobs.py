@@ -9,13 +9,15 @@ message (unique dedupe key) in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from telemed.clock import Clock
 from telemed.config import Settings
@@ -23,13 +25,15 @@ from telemed.consultation import SYSTEM_ACTOR, Event, State
 from telemed.db import Database
 from telemed.errors import TelemedError
 from telemed.live import Live
-from telemed.models import Appointment, Consultation, Notification, Patient
+from telemed.models import Appointment, Consultation, Notification, Patient, new_id
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone
 from telemed.roles import Role
 from telemed.services.consultations import ConsultationService
 
 log = logging.getLogger("telemed.scheduler")
+MAX_ATTEMPTS = 5
+SEND_CONCURRENCY = 32
 
 REMINDER_TEXT = "Напоминание: консультация врача в {time}. Войдите в приложение за несколько минут."
 
@@ -65,6 +69,8 @@ class DueWork:
         self.live = live
         self.senders = senders
         self.batch = settings.scheduler.batch_size
+        # Checked between batches: a node that lost the lease stops at once.
+        self.keep_going: Callable[[], bool] = lambda: True
 
     async def run(self) -> Fired:
         """One pass over every kind of deadline, in the order a day unfolds."""
@@ -134,66 +140,75 @@ class DueWork:
     # --- R-REMIND-1 ---------------------------------------------------------------------
 
     async def _reminders(self, now: datetime, fired: Fired) -> None:
-        async with self.db.read() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        Appointment.id,
-                        Appointment.patient_id,
-                        Appointment.starts_at,
-                        Appointment.remind_at,
-                    )
-                    .where(
-                        Appointment.state == "booked",
-                        Appointment.reminded_at.is_(None),
-                        Appointment.remind_at <= now,
-                    )
-                    .order_by(Appointment.remind_at)
-                    .limit(self.batch)
+        """Claim due reminders a batch at a time: one guarded UPDATE ... RETURNING marks
+        them sent and the same transaction queues them in the outbox."""
+        channels = self.settings.scheduler.reminder_channels
+        due_by = now  # this pass takes what was due when it began; the next pass the rest
+        while True:
+            now = self.clock.now()  # each batch is stamped when it is claimed
+            due = (
+                select(Appointment.id)
+                .where(
+                    Appointment.state == "booked",
+                    Appointment.reminded_at.is_(None),
+                    Appointment.remind_at <= due_by,
                 )
-            ).all()
-        for appointment_id, patient_id, starts_at, remind_at in rows:
-            if await self._remind(appointment_id, patient_id, starts_at, now):
-                fired.add("reminder")
-                if remind_at is not None:
-                    fired.reminder_lateness.append((now - remind_at).total_seconds())
-
-    async def _remind(
-        self, appointment_id: str, patient_id: str, starts_at: datetime, now: datetime
-    ) -> bool:
-        """Mark the reminder sent (once) and queue it in the outbox; then tell open sockets."""
-        useful = starts_at > now  # after the start a reminder only confuses
-        async with self.db.write() as session:
-            won = await session.execute(
-                update(Appointment)
-                .where(Appointment.id == appointment_id, Appointment.reminded_at.is_(None))
-                .values(reminded_at=now)
+                .order_by(Appointment.remind_at)
+                .limit(self.batch)
             )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            if useful:
-                for channel in self.settings.scheduler.reminder_channels:
-                    session.add(
-                        Notification(
-                            dedupe_key=f"reminder:{appointment_id}:{channel}",
-                            recipient_role=Role.PATIENT.value,
-                            recipient_id=patient_id,
-                            channel=channel,
-                            kind="reminder",
-                            payload={
-                                "appointment_id": appointment_id,
-                                "starts_at": starts_at.isoformat(),
-                            },
-                            created_at=now,
+            async with self.db.write() as session:
+                claimed = (
+                    await session.execute(
+                        update(Appointment)
+                        .where(
+                            Appointment.id.in_(due.scalar_subquery()),
+                            Appointment.reminded_at.is_(None),
                         )
+                        .values(reminded_at=now)
+                        .returning(
+                            Appointment.id,
+                            Appointment.patient_id,
+                            Appointment.starts_at,
+                            Appointment.remind_at,
+                        )
+                        .execution_options(synchronize_session=False)
                     )
-        if useful:
-            await self.live.to_user(
-                patient_id,
-                "reminder",
-                {"appointment_id": appointment_id, "starts_at": starts_at.isoformat()},
-            )
-        return useful
+                ).all()
+                # After the start a reminder only confuses: marked, not sent.
+                useful = [row for row in claimed if row.starts_at > now]
+                if useful:
+                    await session.execute(
+                        insert(Notification),
+                        [
+                            {
+                                "id": new_id(),
+                                "dedupe_key": f"reminder:{row.id}:{channel}",
+                                "recipient_role": Role.PATIENT.value,
+                                "recipient_id": row.patient_id,
+                                "channel": channel,
+                                "kind": "reminder",
+                                "payload": {
+                                    "appointment_id": row.id,
+                                    "starts_at": row.starts_at.isoformat(),
+                                },
+                                "created_at": now,
+                                "attempts": 0,
+                            }
+                            for row in useful
+                            for channel in channels
+                        ],
+                    )
+            for row in useful:
+                fired.add("reminder")
+                if row.remind_at is not None:
+                    fired.reminder_lateness.append((now - row.remind_at).total_seconds())
+                await self.live.to_user(
+                    row.patient_id,
+                    "reminder",
+                    {"appointment_id": row.id, "starts_at": row.starts_at.isoformat()},
+                )
+            if len(claimed) < self.batch or not self.keep_going():
+                return
 
     # --- R-SCH 3: the appointment's time has come ------------------------------------------
 
@@ -368,72 +383,132 @@ class DueWork:
 
     # --- the outbox ---------------------------------------------------------------------------
 
+    async def _send_all(
+        self, claimed: Sequence[Any], people: dict[str, Any]
+    ) -> list[tuple[str, str | None]]:
+        """Build each message (times in the patient's zone) and deliver per channel."""
+        by_channel: dict[str, list[tuple[str, OutboundMessage]]] = {}
+        for note in claimed:
+            person = people.get(note.recipient_id)
+            target = person.phone if (person and note.channel == "sms") else note.recipient_id
+            text = _text(note.kind, note.payload, person.timezone if person else None)
+            by_channel.setdefault(note.channel, []).append(
+                (note.id, OutboundMessage(to=target, text=text, kind=note.channel))
+            )
+        results: list[tuple[str, str | None]] = []
+        for channel, batch in by_channel.items():
+            results += await _deliver(self.senders[channel], batch)
+        return results
+
     async def _dispatch(self, fired: Fired) -> None:
-        """Send queued push/SMS messages; a message is marked sent after the sender accepts it."""
-        async with self.db.read() as session:
-            rows = (
-                await session.execute(
-                    select(Notification, Patient.phone, Patient.timezone)
-                    .join(Patient, Patient.id == Notification.recipient_id, isouter=True)
-                    .where(
-                        Notification.sent_at.is_(None),
-                        Notification.channel.in_(tuple(self.senders)),
-                        Notification.attempts < 5,
-                    )
-                    .order_by(Notification.created_at)
-                    .limit(self.batch)
+        """Send queued push/SMS messages, a batch at a time: claim (attempts + 1), send
+        concurrently, then mark the accepted ones sent in one update."""
+        while True:
+            pending = (
+                select(Notification.id)
+                .where(
+                    Notification.sent_at.is_(None),
+                    Notification.channel.in_(tuple(self.senders)),
+                    Notification.attempts < MAX_ATTEMPTS,
                 )
-            ).all()
-        for note, phone, zone in rows:
-            sender = self.senders[note.channel]
-            target = phone if note.channel == "sms" else note.recipient_id
-            if not target:
-                continue
+                .order_by(Notification.created_at)
+                .limit(self.batch)
+            )
             async with self.db.write() as session:
-                claimed = await session.execute(
-                    update(Notification)
-                    .where(
-                        Notification.id == note.id,
-                        Notification.attempts == note.attempts,
-                        Notification.sent_at.is_(None),
+                claimed = (
+                    await session.execute(
+                        update(Notification)
+                        .where(
+                            Notification.id.in_(pending.scalar_subquery()),
+                            Notification.sent_at.is_(None),
+                        )
+                        .values(attempts=Notification.attempts + 1)
+                        .returning(
+                            Notification.id,
+                            Notification.channel,
+                            Notification.recipient_id,
+                            Notification.kind,
+                            Notification.payload,
+                        )
+                        .execution_options(synchronize_session=False)
                     )
-                    .values(attempts=note.attempts + 1)
-                )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            message = OutboundMessage(to=target, text=_text(note, zone), kind=note.channel)
+                ).all()
+                people = {
+                    row.id: row
+                    for row in (
+                        await session.execute(
+                            select(Patient.id, Patient.phone, Patient.timezone).where(
+                                Patient.id.in_({c.recipient_id for c in claimed})
+                            )
+                        )
+                    ).all()
+                }
+            if not claimed:
+                return
+            results = await self._send_all(claimed, people)
+            sent = [note_id for note_id, error in results if error is None]
+            failed = [{"b_id": note_id, "b_error": error} for note_id, error in results if error]
+            async with self.db.write() as session:
+                if sent:
+                    await session.execute(
+                        update(Notification)
+                        .where(Notification.id.in_(sent))
+                        .values(sent_at=self.clock.now())
+                        .execution_options(synchronize_session=False)
+                    )
+                if failed:
+                    await session.execute(
+                        update(Notification)
+                        .where(Notification.id == bindparam("b_id"))
+                        .values(last_error=bindparam("b_error"))
+                        .execution_options(synchronize_session=False),
+                        failed,
+                    )
+            for note in claimed:
+                fired.add(f"sent_{note.channel}")
+            if len(claimed) < self.batch or not self.keep_going():
+                return
+
+
+async def _deliver(
+    sender: Sender, batch: list[tuple[str, OutboundMessage]]
+) -> list[tuple[str, str | None]]:
+    """Hand one channel's batch to its sender: in one call if it can take many, else one by
+    one with bounded concurrency. Returns (notification id, error or None)."""
+    send_many = getattr(sender, "send_many", None)
+    if send_many is not None:
+        try:
+            await send_many([message for _, message in batch])
+        except Exception as exc:
+            log.warning("batch of %d failed: %s", len(batch), type(exc).__name__)
+            return [(note_id, type(exc).__name__) for note_id, _ in batch]
+        return [(note_id, None) for note_id, _ in batch]
+    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def one(note_id: str, message: OutboundMessage) -> tuple[str, str | None]:
+        async with gate:
             try:
                 await sender.send(message)
             except Exception as exc:
                 log.warning(
                     "%s to %s failed: %s",
-                    note.channel,
-                    _who(note.channel, target),
+                    message.kind,
+                    _who(message.kind, message.to),
                     type(exc).__name__,
                 )
-                async with self.db.write() as session:
-                    await session.execute(
-                        update(Notification)
-                        .where(Notification.id == note.id)
-                        .values(last_error=type(exc).__name__)
-                    )
-                continue
-            async with self.db.write() as session:
-                await session.execute(
-                    update(Notification)
-                    .where(Notification.id == note.id)
-                    .values(sent_at=self.clock.now())
-                )
-            fired.add(f"sent_{note.channel}")
+                return note_id, type(exc).__name__
+        return note_id, None
+
+    return list(await asyncio.gather(*(one(note_id, m) for note_id, m in batch)))
 
 
-def _text(note: Notification, zone: str | None) -> str:
+def _text(kind: str, payload: dict[str, Any], zone: str | None) -> str:
     """The message text, with times in the patient's time zone (R-CAL-1)."""
-    if note.kind == "reminder":
-        starts = datetime.fromisoformat(str(note.payload["starts_at"]))
+    if kind == "reminder":
+        starts = datetime.fromisoformat(str(payload["starts_at"]))
         local = starts.astimezone(ZoneInfo(zone or "Europe/Moscow"))
         return REMINDER_TEXT.format(time=local.strftime("%H:%M"))
-    if note.kind == "appointment_booked":
+    if kind == "appointment_booked":
         return "Вы записаны на консультацию. Подробности в приложении, раздел «Календарь»."
     return "Новое уведомление в приложении телемедицины."
 

@@ -10,6 +10,7 @@ anything missed (a deadline written by another node, a clock jump).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,8 @@ class SchedulerRunner:
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._lock = asyncio.Lock()
         self._poked: asyncio.Task[None] | None = None
+        self._pass: asyncio.Task[Fired] | None = None
+        work.keep_going = lambda: self.leading
 
     async def start(self) -> None:
         lease_every = max(0.1, self.settings.lease_ttl.total_seconds() / 3)
@@ -62,14 +65,19 @@ class SchedulerRunner:
     async def stop(self) -> None:
         if self._aps.running:
             self._aps.shutdown(wait=False)
-        if self._poked is not None:
-            self._poked.cancel()
+        for task in (self._poked, self._pass):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         async with self._lock:
             if self.leading:
                 await self.lease.release()
                 self.leading = False
 
     async def _hold_lease(self) -> None:
+        """Renew (or take) the lease. Never waits for work, so a long pass cannot let the
+        lease lapse under it."""
         try:
             leading = await self.lease.acquire()
         except Exception:
@@ -79,11 +87,15 @@ class SchedulerRunner:
             log.info("scheduler lease %s by %s", "taken" if leading else "lost", self.lease.holder)
             self.leading = leading
             if leading:
-                await self.tick()
+                self._start_pass()
+
+    def _start_pass(self) -> None:
+        if self._pass is None or self._pass.done():
+            self._pass = asyncio.ensure_future(self.tick())
 
     async def _sweep(self) -> None:
-        if self.leading:
-            await self.tick()
+        if self.leading and not self._lock.locked():
+            self._start_pass()
 
     async def tick(self) -> Fired:
         """One pass of everything due, then plan the wake-up for the next deadline."""
@@ -122,7 +134,7 @@ class SchedulerRunner:
 
     async def _wake(self) -> None:
         if self.leading:
-            await self.tick()
+            self._start_pass()
 
     def poke(self) -> None:
         """A new deadline was written here: re-plan soon (coalesced)."""

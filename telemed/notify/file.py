@@ -24,16 +24,21 @@ class FileSender:
 
     async def send(self, message: OutboundMessage) -> None:
         """Append the message as one JSON line, without blocking the event loop."""
+        await self.send_many([message])
+
+    async def send_many(self, messages: list[OutboundMessage]) -> None:
+        """Append many messages in one write: the outbox sends in batches."""
         at = self._clock.now()
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError("FileSender needs a clock that returns aware datetimes")
-        record = {
-            "to": message.to,
-            "text": message.text,
-            "code": message.code,
-            "at": at.isoformat(),
-        }
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        line = "".join(
+            json.dumps(
+                {"to": m.to, "text": m.text, "code": m.code, "at": at.isoformat()},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for m in messages
+        ).encode("utf-8")
         async with self._lock:
             try:
                 await asyncio.to_thread(self._append, line)
