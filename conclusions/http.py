@@ -7,6 +7,7 @@ Handlers are thin: parse, call a service of this package, shape the answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import AwareDatetime, Field
 
 from conclusions import audit, calendar, ical
-from conclusions.fhir import FHIR_JSON, FhirExport, Reader, outcome_resource
+from conclusions.fhir import FHIR_JSON, STAFF_READERS, FhirExport, Reader, outcome_resource
 from conclusions.second_opinion import CaseView, SecondOpinionService
 from conclusions.service import (
     ConclusionService,
@@ -37,7 +38,7 @@ from telemed.services.auth import Caller
 PATIENT = {Role.PATIENT}
 CONSULTANT = {Role.CONSULTANT}
 CASE_READERS = {Role.PATIENT, Role.CONSULTANT, Role.SPECIALIST}
-FHIR_READERS = DOCTOR_ROLES | {Role.CONSULTANT, Role.PATIENT}
+FHIR_READERS = STAFF_READERS | {Role.PATIENT}
 LongText = Annotated[str, Field(max_length=20_000)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -297,13 +298,8 @@ def event_out(event: calendar.Event) -> EventOut:
 
 
 def case_out(view: CaseView) -> CaseOut:
-    data = dict(view.__dict__)
+    data = asdict(view)
     data["second_opinion_id"] = data.pop("id")
-    data["documents"] = (
-        None
-        if view.documents is None
-        else [CaseDocumentOut.model_validate(d, from_attributes=True) for d in view.documents]
-    )
     return CaseOut.model_validate(data)
 
 

@@ -4,6 +4,10 @@ The same events as the JSON calendar, in the patient's time zone (with its
 VTIMEZONE). Each event keeps a stable UID; its SEQUENCE grows when it changes;
 a cancelled appointment stays with STATUS:CANCELLED so that subscribed phones
 remove it. No medical text goes into the feed: a title and a link only.
+
+A patient may also have one secret feed URL (`/ical/{secret}.ics`) that a
+phone calendar subscribes to without a header; only the secret's SHA-256 is
+stored, and rotating or revoking it closes the old URL at once.
 """
 
 from __future__ import annotations

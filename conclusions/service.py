@@ -441,8 +441,8 @@ class ConclusionService:
                     consultation_id=cid,
                     patient_id=pid,
                     patient_name=name,
-                    leg_ended_at=_aware(ended),
-                    due_at=_aware(ended) + due_after,
+                    leg_ended_at=ended,
+                    due_at=ended + due_after,
                     draft_id=draft_id,
                 )
                 for cid, ended, pid, name, draft_id in rows
@@ -456,10 +456,3 @@ def subject_ref(row: Conclusion) -> SubjectRef:
         return SubjectRef(SubjectKind.CONSULTATION, row.consultation_id)
     assert row.second_opinion_id is not None
     return SubjectRef(SubjectKind.SECOND_OPINION, row.second_opinion_id)
-
-
-def _aware(value: datetime) -> datetime:
-    """An aggregate (max) bypasses the column type on SQLite: make the UTC time aware again."""
-    from datetime import UTC
-
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
