@@ -393,7 +393,12 @@ class DueWork:
             target = person.phone if (person and note.channel == "sms") else note.recipient_id
             text = _text(note.kind, note.payload, person.timezone if person else None)
             by_channel.setdefault(note.channel, []).append(
-                (note.id, OutboundMessage(to=target, text=text, kind=note.channel))
+                (
+                    note.id,
+                    OutboundMessage(
+                        to=target, text=text, kind=note.channel, idempotency_key=note.id
+                    ),
+                )
             )
         results: list[tuple[str, str | None]] = []
         for channel, batch in by_channel.items():

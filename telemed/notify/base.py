@@ -20,6 +20,9 @@ class OutboundMessage:
     text: str = field(repr=False)
     code: str | None = field(default=None, repr=False)
     kind: str = "sms"
+    # Stable per outbox message: a resend after a crash carries the same key, so the
+    # gateway (or the phone app) can drop the repeat.
+    idempotency_key: str | None = None
 
 
 class Sender(Protocol):

@@ -33,7 +33,8 @@ class FileSender:
             raise ValueError("FileSender needs a clock that returns aware datetimes")
         line = "".join(
             json.dumps(
-                {"to": m.to, "text": m.text, "code": m.code, "at": at.isoformat()},
+                {"to": m.to, "text": m.text, "code": m.code, "at": at.isoformat()}
+                | ({"key": m.idempotency_key} if m.idempotency_key else {}),
                 ensure_ascii=False,
             )
             + "\n"

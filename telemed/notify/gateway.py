@@ -65,9 +65,12 @@ class HttpSender:
     async def send(self, message: OutboundMessage) -> None:
         """Deliver the message or raise `SendFailed`; the code is never sent as its own field."""
         payload = {"to": message.to, "text": message.text}
+        headers = dict(self._headers)
+        if message.idempotency_key:
+            headers["Idempotency-Key"] = message.idempotency_key
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                await self._post(payload)
+                await self._post(payload, headers)
                 return
             except _Retryable as exc:
                 if attempt == ATTEMPTS:
@@ -78,14 +81,14 @@ class HttpSender:
                     "SMS to %s: gateway %s, retrying once", mask_phone(message.to), exc.reason
                 )
 
-    async def _post(self, payload: dict[str, str]) -> None:
+    async def _post(self, payload: dict[str, str], headers: dict[str, str]) -> None:
         """One attempt: raise `_Retryable` for 5xx and connection errors, `SendFailed` otherwise."""
         session = self._get_session()
         try:
             async with session.post(
                 self.url,
                 json=payload,
-                headers=self._headers,
+                headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:

@@ -186,10 +186,13 @@ def counts(db_url: str) -> dict[str, Any]:
 
 
 def pushed(workdir: Path) -> list[str]:
+    """The distinct pushes handed to the gateway, by idempotency key: a resend after a
+    crash repeats a key and the gateway drops it."""
     path = workdir / "push.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
+    return sorted(set(keys))
 
 
 def wait_until(check: Any, within: float, what: str) -> None:

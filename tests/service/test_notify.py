@@ -315,3 +315,35 @@ def test_build_sender_errors_name_the_config_key(
     arguments.update(settings)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         build_sender(backend, clock=ManualClock(), **arguments)
+
+
+async def test_a_retry_carries_the_same_idempotency_key(aiohttp_server: ServerFactory) -> None:
+    """A resend (a 5xx retry here, a crash recovery in the outbox) repeats the key, so the
+    gateway can drop the duplicate."""
+    keys: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("Idempotency-Key"))
+        return web.Response(status=503 if len(keys) == 1 else 200)
+
+    app = web.Application()
+    app.router.add_post("/sms", handle)
+    server = await aiohttp_server(app)
+    sender = HttpSender(str(server.make_url("/sms")), token=None, timeout=5)
+    try:
+        await sender.send(OutboundMessage(to=PHONE, text="hi", idempotency_key="note-1"))
+    finally:
+        await sender.close()
+    assert keys == ["note-1", "note-1"]
+
+
+async def test_the_file_backend_records_the_idempotency_key(tmp_path: Path) -> None:
+    sender = FileSender(tmp_path / "push.jsonl", ManualClock())
+    await sender.send_many(
+        [
+            OutboundMessage(to="p1", text="a", idempotency_key="k1"),
+            OutboundMessage(to="p2", text="b"),
+        ]
+    )
+    lines = _lines(tmp_path / "push.jsonl")
+    assert lines[0]["key"] == "k1" and "key" not in lines[1]
