@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from telemed.config import LoggingSettings
 
+QUIET = ("aiosqlite", "sqlalchemy.engine", "asyncpg")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -34,3 +36,6 @@ def setup_logging(settings: LoggingSettings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # SQL parameters can hold medical text: never log them, even at DEBUG.
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)

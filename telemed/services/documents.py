@@ -38,7 +38,14 @@ from telemed.config import ConfigError, StorageSettings
 from telemed.consultation import State
 from telemed.db import Database
 from telemed.errors import InvalidState, NotFound, PayloadTooLarge, TelemedError
-from telemed.models import Consultation, ConsultationDocument, ConsultationLeg, Document
+from telemed.models import (
+    Consultation,
+    ConsultationDocument,
+    ConsultationLeg,
+    Document,
+    SecondOpinion,
+    SecondOpinionDocument,
+)
 from telemed.roles import STAFF_ROLES, Role
 from telemed.services.audit import Who, record
 
@@ -184,6 +191,21 @@ async def can_read(session: AsyncSession, *, role: Role, actor_id: str, patient_
     found = await session.scalar(
         select(Consultation.id)
         .where(Consultation.patient_id == patient_id, or_(served, assigned))
+        .limit(1)
+    )
+    return found is not None
+
+
+async def sent_for_second_opinion(session: AsyncSession, *, actor_id: str, doc: Document) -> bool:
+    """A specialist reads the documents sent with a second opinion assigned to them (R-SECOND):
+    just those documents, not the rest of the card."""
+    found = await session.scalar(
+        select(SecondOpinionDocument.document_id)
+        .join(SecondOpinion, SecondOpinion.id == SecondOpinionDocument.second_opinion_id)
+        .where(
+            SecondOpinionDocument.document_id == doc.id,
+            SecondOpinion.specialist_id == actor_id,
+        )
         .limit(1)
     )
     return found is not None
@@ -519,8 +541,9 @@ class DocumentService:
     async def _read_one(self, who: Who, role: Role, document_id: str, action: str) -> Document:
         async with self.db.write() as session:
             doc = await session.get(Document, document_id)
-            allowed = doc is not None and await can_read(
-                session, role=role, actor_id=who.id or "", patient_id=doc.patient_id
+            allowed = doc is not None and (
+                await can_read(session, role=role, actor_id=who.id or "", patient_id=doc.patient_id)
+                or await sent_for_second_opinion(session, actor_id=who.id or "", doc=doc)
             )
             record(
                 session,

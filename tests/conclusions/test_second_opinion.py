@@ -387,3 +387,20 @@ async def test_second_opinions_are_refused_outside_their_people(app: Running) ->
     assert (stranger.id, "second_opinion_read", "not_found") in [
         (e.actor_id, e.action, e.outcome) for e in refused
     ]
+
+
+async def test_the_specialist_reads_the_documents_sent_with_the_case_and_nothing_else(
+    app: Running,
+) -> None:
+    """R-SECOND: the package goes to the specialist: just its documents, not the whole card."""
+    case = await asked(app)
+    other = await add_document(app, case.c.patient.id, "unrelated.pdf")
+    path = f"/api/v1/documents/{case.documents[0]}"
+    before = await app.client.get(path, headers=case.specialist.auth)
+    assert before.status == 404  # not assigned yet
+    await assign(app, case)
+    sent = await app.client.get(path, headers=case.specialist.auth)
+    assert sent.status == 200, await sent.text()
+    assert (await sent.json())["document_id"] == case.documents[0]
+    rest = await app.client.get(f"/api/v1/documents/{other}", headers=case.specialist.auth)
+    assert rest.status == 404
