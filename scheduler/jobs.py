@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,14 +25,23 @@ from telemed.consultation import SYSTEM_ACTOR, Event, State
 from telemed.db import Database
 from telemed.errors import TelemedError
 from telemed.live import Live
-from telemed.models import Appointment, Consultation, Notification, Patient, new_id
+from telemed.models import (
+    Appointment,
+    Consultation,
+    Notification,
+    Patient,
+    WorkingHours,
+    new_id,
+)
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone
 from telemed.roles import Role
+from telemed.services.appointments import AppointmentService
 from telemed.services.consultations import ConsultationService
 
 log = logging.getLogger("telemed.scheduler")
 MAX_ATTEMPTS = 5
+SLOT_REFRESH = timedelta(hours=1)
 SEND_CONCURRENCY = 32
 
 REMINDER_TEXT = "Напоминание: консультация врача в {time}. Войдите в приложение за несколько минут."
@@ -71,6 +80,8 @@ class DueWork:
         self.batch = settings.scheduler.batch_size
         # Checked between batches: a node that lost the lease stops at once.
         self.keep_going: Callable[[], bool] = lambda: True
+        self.appointments = AppointmentService(db, clock, settings.rules)
+        self._slots_cut_at: datetime | None = None
 
     async def run(self) -> Fired:
         """One pass over every kind of deadline, in the order a day unfolds."""
@@ -83,6 +94,7 @@ class DueWork:
             self._limit_warnings,
             self._limits,
             self._away_patients,
+            self._slots,
         ):
             try:
                 await step(now, fired)
@@ -380,6 +392,19 @@ class DueWork:
                 continue
             fired.add("left")
             await self.live.publish(change)
+
+    # --- R-SCH: the slot horizon moves forward ---------------------------------------------
+
+    async def _slots(self, now: datetime, fired: Fired) -> None:
+        """Cut slots from every doctor's hours up to `slot_horizon_days` ahead, hourly."""
+        if self._slots_cut_at is not None and now - self._slots_cut_at < SLOT_REFRESH:
+            return
+        self._slots_cut_at = now
+        async with self.db.read() as session:
+            doctors = (await session.scalars(select(WorkingHours.doctor_id).distinct())).all()
+        for doctor_id in doctors:
+            await self.appointments.open_slots(doctor_id, self.settings.scheduler.slot_horizon_days)
+        fired.add("slot_refresh")
 
     # --- the outbox ---------------------------------------------------------------------------
 

@@ -4,11 +4,17 @@ account per staff role. Loading it twice changes nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time
+
+from sqlalchemy import select
 
 from telemed.clock import Clock
+from telemed.config import RulesSettings
 from telemed.db import Database
-from telemed.roles import Role
+from telemed.models import Staff
+from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services import insured
+from telemed.services.appointments import AppointmentService, Hours
 from telemed.services.audit import Who
 from telemed.services.staff import add_staff
 
@@ -37,6 +43,33 @@ DEMO_STAFF = [
 DEMO_PATIENT_PHONES = ["+79161110001", "+79161110002"]
 
 
+WEEKDAY_HOURS = [Hours(day, time(9, 0), time(18, 0)) for day in range(5)]  # Mon-Fri, Moscow
+
+
+async def _open_demo_slots(db: Database, clock: Clock, who: Who) -> int:
+    """Weekday hours for every demo doctor: 15-minute slots for the next two weeks."""
+    service = AppointmentService(db, clock, RulesSettings())
+    opened = 0
+    async with db.read() as session:
+        doctors = (
+            await session.scalars(
+                select(Staff.id).where(
+                    Staff.login.in_([s.login for s in DEMO_STAFF if s.role in DOCTOR_ROLES])
+                )
+            )
+        ).all()
+    for doctor_id in doctors:
+        opened += await service.set_working_hours(
+            doctor_id,
+            WEEKDAY_HOURS,
+            zone="Europe/Moscow",
+            slot_minutes=15,
+            days_ahead=14,
+            who=who,
+        )
+    return opened
+
+
 async def load_demo(db: Database, clock: Clock) -> str:
     """Load the demo data and return the text telling how to log in as each role."""
     who = Who(Role.SYSTEM.value, None)
@@ -53,8 +86,9 @@ async def load_demo(db: Database, clock: Clock) -> str:
             who=who,
             update_existing=True,
         )
+    slots = await _open_demo_slots(db, clock, who)
     lines = [
-        "Demo data loaded.",
+        f"Demo data loaded: {len(DEMO_STAFF)} staff, 2 patients, {slots} free slots.",
         "Patients log in with phone + SMS code; with sms.backend=log the code is printed",
         "in the service log (look for 'DEV SMS').",
         f"  adult patient: phone {DEMO_PATIENT_PHONES[0]} (Иванов Иван Петрович, 1985)",

@@ -110,6 +110,7 @@ def test_demo_prints_how_to_log_in_as_the_patient_and_each_staff_role(workdir: P
         "admin",
     ]:
         assert word in out.stdout
+    assert re.search(r"\b[1-9]\d* free slots", out.stdout)  # doctors have bookable times
     again = run(["demo"], workdir)  # loading twice is harmless
     assert again.returncode == 0, again.stderr
     assert (workdir / "data" / "telemed.db").is_file()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from clinic import Clinic
 from helpers import bearer
@@ -230,3 +230,20 @@ async def test_documents_are_required_before_the_doctor(clinic: Clinic) -> None:
         "consultation:transfer", {"consultation_id": cid, "to": "doctor", "doctor_id": doctor_id}
     )
     assert moved["state"] == "waiting_doctor"
+
+
+async def test_the_slot_horizon_moves_forward_as_days_pass(clinic: Clinic) -> None:
+    """R-SCH: slots keep being cut from the working hours `slot_horizon_days` ahead."""
+    await clinic.doctor(Role.PSYCHOLOGIST, "psy", "13:00-14:00")
+
+    async def thursdays() -> list[str]:
+        # Through the service: a week on, the staff tokens of the fixture have expired.
+        found = await clinic.app.services.appointments.free_slots(
+            Role.PSYCHOLOGIST, clinic.app.clock.now(), datetime(2026, 3, 1, tzinfo=UTC)
+        )
+        return sorted({slot.starts_at.date().isoformat() for slot, _ in found})
+
+    assert await thursdays() == ["2026-01-15", "2026-01-22"]  # 14 days ahead
+    clinic.app.clock.advance(timedelta(days=7))
+    await clinic.tick()
+    assert await thursdays() == ["2026-01-22", "2026-01-29"]

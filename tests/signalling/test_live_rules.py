@@ -357,3 +357,50 @@ async def test_malformed_oversized_and_unknown_events_get_an_error_ack(live: Any
     )
     # The connection survived all of it and still works.
     assert (await adult.ok("chat:send", {"consultation_id": cid, "text": "ещё тут"}))["message_id"]
+
+
+# --- chat with medical-card documents ------------------------------------------------------
+
+
+async def upload(app: Running, token: str, size: int = 0) -> str:
+    import aiohttp
+    from helpers import bearer
+
+    body = b"%PDF-1.4\n" + b"0" * size + b"\n%%EOF\n"
+    form = aiohttp.FormData()
+    form.add_field("file", body, filename="analysis.pdf", content_type="application/pdf")
+    resp = await app.client.post("/api/v1/documents", data=form, headers=bearer(token))
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["document_id"])
+
+
+async def test_chat_carries_documents_of_the_patients_card_up_to_25_mb_per_message(
+    live: Any,
+) -> None:
+    """RULES "Documents and chat": files ride with chat messages, 25 MB in all per message;
+    only the patient's own card documents can be attached."""
+    app: Running = live.running
+    token = await patient_token(app, ADULT_PHONE)
+    adult = await live.join(token, "patient")
+    consultant, _ = await staff(live, Role.CONSULTANT)
+    cid = await start(adult)
+    await consultant.ok("consultation:accept", {"consultation_id": cid})
+    small = await upload(app, token, 1000)
+    ack = await adult.ok(
+        "chat:send", {"consultation_id": cid, "text": "анализы", "document_ids": [small]}
+    )
+    got = await consultant.wait("chat:message", lambda d: d["message_id"] == ack["message_id"])
+    assert [d["document_id"] for d in got["documents"]] == [small]
+    big = [await upload(app, token, 13 * 1024 * 1024) for _ in range(2)]  # 26 MB together
+    too_much = await adult.call("chat:send", {"consultation_id": cid, "document_ids": big})
+    assert error_code(too_much) == "attachments_too_large"
+    other = await upload(app, await patient_token(app, CHILD_PHONE), 10)
+    foreign = await adult.call("chat:send", {"consultation_id": cid, "document_ids": [other]})
+    assert error_code(foreign) == "not_found"
+    staff_attach = await consultant.call(
+        "chat:send", {"consultation_id": cid, "text": "x", "document_ids": [small]}
+    )
+    assert error_code(staff_attach) == "forbidden"
+    history = await adult.ok("chat:history", {"consultation_id": cid})
+    assert [m["text"] for m in history["messages"]] == ["анализы"]
+    assert history["messages"][0]["documents"][0]["document_id"] == small
