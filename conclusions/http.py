@@ -29,7 +29,7 @@ from conclusions.service import (
 from telemed.consultation import Channel
 from telemed.context import REPLAN, client_addr, services
 from telemed.errors import ConsentRequired, Forbidden, NotFound, TelemedError
-from telemed.http.api import Api, Body, Call, Out
+from telemed.http.api import Api, Body, Call, Out, bearer_token
 from telemed.models import Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.audit import Who
@@ -403,7 +403,14 @@ def register(api: Api) -> None:
             events=[event_out(e) for e in cal.events],
         )
 
-    @api.route("GET", "/calendar.ics", roles=PATIENT, query=CalendarQuery, tag="calendar")
+    @api.route(
+        "GET",
+        "/calendar.ics",
+        roles=PATIENT,
+        query=CalendarQuery,
+        tag="calendar",
+        produces="text/calendar",
+    )
     async def get_calendar_ics(call: Call[CalendarQuery]) -> web.Response:
         """The same events as iCalendar (RFC 5545): titles and links, no medical text."""
         svc = services(call.request)
@@ -603,9 +610,7 @@ async def ical_feed(request: web.Request) -> web.Response:
 async def fhir_reader(request: web.Request) -> Reader:
     """The bearer caller of a FHIR route, held to the same role and consent rules as /api/v1."""
     svc = services(request)
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    caller: Caller = await svc.auth.authenticate(token)
+    caller: Caller = await svc.auth.authenticate(bearer_token(request))
     if caller.role not in FHIR_READERS:
         raise Forbidden("FHIR records are not available to this role.")
     if caller.role is Role.PATIENT and await svc.consent.accepted_at(caller.id) is None:

@@ -36,7 +36,7 @@ from telemed.http import (
     views_patients,
     views_queues,
 )
-from telemed.http.api import Api
+from telemed.http.api import Api, bearer_token
 from telemed.notify import Sender, build_sender
 from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
@@ -102,9 +102,7 @@ def _plain(status: int, reason: str) -> TelemedError:
 
 def build_api() -> Api:
     async def authenticate(request: web.Request) -> Caller:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        return await request.app[SERVICES].auth.authenticate(token)
+        return await request.app[SERVICES].auth.authenticate(bearer_token(request))
 
     async def has_consent(request: web.Request, caller: Caller) -> bool:
         return await request.app[SERVICES].consent.accepted_at(caller.id) is not None

@@ -80,6 +80,7 @@ class Endpoint:
     tag: str
     query: type[BaseModel] | None = None
     raw_body: bool = False
+    produces: str | None = None
     extra_responses: dict[int, str] = field(default_factory=dict)
 
 
@@ -118,6 +119,7 @@ class Api:
         summary: str = "",
         tag: str = "default",
         raw_body: bool = False,
+        produces: str | None = None,
     ) -> Callable[[H], H]:
         """Declare an endpoint. `roles=None` means public; patients also need consent unless
         `consent=False`."""
@@ -137,6 +139,7 @@ class Api:
                     tag=tag,
                     query=query,
                     raw_body=raw_body,
+                    produces=produces,
                 )
             )
             return handler
@@ -208,7 +211,12 @@ class Api:
             if ep.query is not None:
                 op["parameters"] = _query_parameters(ep.query)
             status = str(ep.status)
-            if ep.response is not None:
+            if ep.produces is not None:
+                op["responses"][status] = {
+                    "description": "OK",
+                    "content": {ep.produces: {"schema": {"type": "string", "format": "binary"}}},
+                }
+            elif ep.response is not None:
                 op["responses"][status] = {
                     "description": "OK",
                     "content": {"application/json": {"schema": _ref(ep.response, schemas)}},
@@ -232,6 +240,12 @@ class Api:
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
         }
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, if any."""
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
 async def read_json(request: web.Request, limit: int) -> Any:

@@ -153,7 +153,13 @@ def register(api: Api) -> None:
         document_id = call.request.match_info["document_id"]
         return document_out(await svc.documents.get(_who(call), call.me.role, document_id))
 
-    @api.route("GET", "/documents/{document_id}/content", roles=READERS, tag="documents")
+    @api.route(
+        "GET",
+        "/documents/{document_id}/content",
+        roles=READERS,
+        tag="documents",
+        produces="application/octet-stream",
+    )
     async def download_document(call: Call[Body]) -> web.FileResponse:
         """The document's bytes, as an attachment with its real type."""
         svc = services(call.request)
