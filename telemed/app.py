@@ -31,6 +31,7 @@ from telemed.http import (
     views_appointments,
     views_auth,
     views_consultations,
+    views_devices,
     views_documents,
     views_me,
     views_patients,
@@ -119,6 +120,7 @@ def build_api() -> Api:
     views_documents.register(api)
     views_queues.register(api)
     views_appointments.register(api)
+    views_devices.register(api)
     return api
 
 
@@ -157,6 +159,7 @@ def create_app(
     app[API] = api
     api.mount(app)
     conclusions_http.add_routes(app)
+    views_devices.install(app, settings)  # test calls of the connection check, /check
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = await open_database(settings)

@@ -117,11 +117,38 @@ class RulesSettings(_Section):
         return self
 
 
+class BrowserMinimums(_Section):
+    """The oldest major version of each browser R-DEV names ("the latest version")."""
+
+    chrome: int = Field(default=109, ge=1)
+    firefox: int = Field(default=115, ge=1)
+    opera: int = Field(default=95, ge=1)
+
+
 class DeviceSettings(_Section):
-    """Technical requirements of the connection check (R-DEV)."""
+    """Technical requirements of the connection check (R-DEV) and the limits of its probes
+    and test calls."""
 
     min_video: tuple[int, int] = (1024, 720)
     min_bandwidth_kbps: int = Field(default=1000, gt=0)
+    min_browser: BrowserMinimums = BrowserMinimums()
+    min_ios: tuple[int, int] = (9, 0)
+    min_android: tuple[int, int] = (5, 1)
+    min_video_fps: float = Field(default=5.0, ge=0)  # frames per second a test call must carry
+    min_audio_dbfs: float = Field(default=-50.0, le=0)  # quieter than this is a silent microphone
+    probe_max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # one bandwidth probe
+    probe_bytes_per_minute: int = Field(default=64 * 1024 * 1024, gt=0)  # per patient
+    max_concurrent_calls: int = Field(default=10, ge=1)  # test calls at once on one node
+    calls_per_minute: int = Field(default=6, ge=1)  # test calls one patient may start
+    call_measure: Duration = timedelta(seconds=3)  # measured after the first media arrives
+    call_timeout: Duration = timedelta(seconds=20)  # a test call never lives longer
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceSettings:
+        _positive(self.call_measure)
+        if self.call_timeout <= self.call_measure:
+            raise ValueError("call_timeout must be longer than call_measure")
+        return self
 
 
 class ServerSettings(_Section):

@@ -422,3 +422,19 @@ class CalendarFeed(Base):
     patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+
+
+class DeviceCheck(Base):
+    """A patient's last connection check (R-DEV): the verdict, each check as shown to them,
+    and what the test call measured; staff see it in the queue."""
+
+    __tablename__ = "device_checks"
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    failing: Mapped[list[str]] = mapped_column(JSON)
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    call: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    platform: Mapped[str] = mapped_column(String(100))
+    language: Mapped[str] = mapped_column(String(2))
+    checked_at: Mapped[datetime]

@@ -16,7 +16,8 @@ from telemed.clock import Clock
 from telemed.config import RulesSettings
 from telemed.consultation import State
 from telemed.db import Database
-from telemed.models import Consultation, Patient
+from telemed.devices import queue_summary
+from telemed.models import Consultation, DeviceCheck, Patient
 from telemed.roles import Role
 from telemed.routing import age_on
 
@@ -64,8 +65,9 @@ class QueueService:
         patients not named for another doctor."""
         now = self.clock.now()
         query = (
-            select(Consultation, Patient)
+            select(Consultation, Patient, DeviceCheck)
             .join(Patient, Patient.id == Consultation.patient_id)
+            .outerjoin(DeviceCheck, DeviceCheck.patient_id == Consultation.patient_id)
             .where(Consultation.state.in_(_WAITING), Consultation.queue_role == role.value)
             .order_by(Consultation.queued_at, Consultation.id)
         )
@@ -80,7 +82,7 @@ class QueueService:
             rows = (await session.execute(query)).all()
         target = self.rules.urgent_start_target
         items = []
-        for position, (c, p) in enumerate(rows, start=1):
+        for position, (c, p, check) in enumerate(rows, start=1):
             queued_at = c.queued_at or c.created_at
             waited = now - queued_at
             items.append(
@@ -96,6 +98,11 @@ class QueueService:
                     waited_seconds=max(0, int(waited.total_seconds())),
                     past_target=role is Role.CONSULTANT and waited > target,
                     target_doctor_id=c.target_doctor_id,
+                    device_check=None
+                    if check is None
+                    else queue_summary(
+                        check.ok, check.checked_at, check.channel, check.failing, c.channel
+                    ),
                 )
             )
         return items
