@@ -377,6 +377,11 @@ class MediaChecks:
     def active(self) -> int:
         return len(self._running)
 
+    def state_of(self, call_id: str) -> str | None:
+        """negotiating, measuring, done or failed; None once it is no longer running."""
+        call = self._running.get(call_id)
+        return call.state if call is not None else None
+
     def running_tasks(self) -> set[asyncio.Task[None]]:
         """Every task of every running call (for tests that count what is left)."""
         tasks: set[asyncio.Task[None]] = set(self._runs.values())

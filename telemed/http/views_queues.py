@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from telemed.context import services
 from telemed.http.api import Api, Body, Call, Out
@@ -21,6 +22,7 @@ class QueueEntry(Out):
     queued_at: datetime
     waited_seconds: int
     past_target: bool
+    device_check: dict[str, Any] | None = None  # the last connection check (R-DEV)
 
 
 class QueueSnapshot(Out):

@@ -164,9 +164,9 @@ function closeDevices(stream) {
 // --- bandwidth: a small probe, then one sized for about a second at the speed seen -----
 
 async function probeDown(size) {
-  const began = performance.now();
   const response = await fetch(`${API}/probe?bytes=${size}`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
   if (!response.ok) throw new Error(response.statusText);
+  const began = performance.now(); // from the headers on: the body's time on the wire
   const got = (await response.arrayBuffer()).byteLength;
   return (got * 8) / (performance.now() - began); // bits per ms = kbit/s
 }

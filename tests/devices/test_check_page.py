@@ -1,0 +1,105 @@
+"""The /check page in Debian's Chromium with fake devices (R-DEV): a 1280x720 camera
+passes, a 640x480 one fails the camera check; the page runs to its verdict through a
+real WebRTC test call to the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appkit import Running
+from devicekit import write_y4m
+from helpers import add_adult, bearer, patient_token
+from playwright.async_api import async_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+async def run_page(url: str, camera: Path, lang: str = "en") -> dict[str, Any]:
+    """Open the page as a patient on Windows, press Start, wait for the verdict."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"],
+        )
+        try:
+            major = browser.version.split(".")[0]
+            # The rules accept Windows and Mac OS X, not the Linux this test runs on.
+            agent = (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                f"(KHTML, like Gecko) Chrome/{major}.0.0.0 Safari/537.36"
+            )
+            context = await browser.new_context(user_agent=agent)
+            page = await context.new_page()
+            await page.goto(f"{url}&lang={lang}")
+            start = "Start the check" if lang == "en" else "Начать проверку"
+            await page.get_by_role("button", name=start).click()
+            await page.wait_for_selector("#result[data-verdict]", timeout=40_000)
+            checks = await page.eval_on_selector_all(
+                "#checks li",
+                "items => items.map(i => [i.dataset.check, i.dataset.ok === 'true', "
+                "i.textContent])",
+            )
+            return {
+                "verdict": await page.get_attribute("#result", "data-verdict"),
+                "heading": await page.text_content("#verdict"),
+                "checks": {name: (ok, text) for name, ok, text in checks},
+                "address": page.url,
+                "stored_token": await page.evaluate("localStorage.getItem('telemed.token')"),
+            }
+        finally:
+            await browser.close()
+
+
+async def _open(start_app: Callable[..., Any], url: str) -> tuple[Running, str]:
+    app: Running = await start_app(url, device={"call_measure": "3s"})
+    await add_adult(app)
+    token = await patient_token(app)
+    return app, str(app.client.make_url("/check")) + f"?token={token}&channel=video"
+
+
+async def test_chromium_with_a_720p_camera_runs_the_page_to_a_passing_verdict(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """R-DEV: a 1280x720 fake camera and the fake microphone pass every check."""
+    app, page_url = await _open(start_app, sqlite_url)
+    seen = await run_page(page_url, write_y4m(tmp_path / "720p.y4m", 1280, 720))
+    assert seen["verdict"] == "ok", seen
+    assert list(seen["checks"]) == [
+        "os",
+        "browser",
+        "camera",
+        "microphone",
+        "bandwidth",
+        "test_call",
+    ]
+    assert all(ok for ok, _ in seen["checks"].values())
+    assert "1280×720" in seen["checks"]["camera"][1]
+    assert "token=" not in seen["address"] and seen["stored_token"]
+    row = await app.client.get("/api/v1/device-check", headers=bearer(seen["stored_token"]))
+    saved = await row.json()
+    assert saved["ok"] is True and saved["call"]["width"] == 1280
+
+
+async def test_chromium_with_a_640x480_camera_fails_the_camera_check_only(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """R-DEV: a 640x480 camera is below 1024x720; the page says so and what to do."""
+    _, page_url = await _open(start_app, sqlite_url)
+    seen = await run_page(page_url, write_y4m(tmp_path / "480p.y4m", 640, 480), lang="ru")
+    assert seen["verdict"] == "fail", seen
+    failing = {name for name, (ok, _) in seen["checks"].items() if not ok}
+    assert failing == {"camera"}
+    assert "640×480" in seen["checks"]["camera"][1]
+    assert "Камера даёт 640×480" in seen["checks"]["camera"][1]
