@@ -14,6 +14,7 @@ out, no trickle: aiortc and the page both gather every candidate before sending)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -181,12 +182,13 @@ class CheckCall:
         """Apply the page's offer and answer it receive-only."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for transceiver in self.pc.getTransceivers():
+                transceiver.direction = "recvonly"
+                self.kinds.add(transceiver.kind)
+            answer = await self.pc.createAnswer()
         except Exception as exc:  # aiortc raises ValueError and friends on a bad SDP
             raise BadOffer(f"The offer was refused: {str(exc)[:200]}") from None
-        for transceiver in self.pc.getTransceivers():
-            transceiver.direction = "recvonly"
-            self.kinds.add(transceiver.kind)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.pc.setLocalDescription(answer)
         return str(self.pc.localDescription.sdp)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -262,7 +264,7 @@ class CheckCall:
                 else "measured"
             )
             path = self._selected_pair_types()
-            await self._close()
+            await self.close()
         tally = self.tally
         connected = tally.video_frames + tally.audio_frames > 0
         report = CallReport(
@@ -347,7 +349,7 @@ class CheckCall:
             return None
         return loop.time() - began
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         """Close the connection (its tracks end, so the readers return) and end every task."""
         try:
             await self.pc.close()
@@ -398,9 +400,13 @@ class MediaChecks:
         retry = self._starts.take(owner, 1, loop.time())
         if retry is not None:
             raise RateLimited(retry_after_seconds=math.ceil(retry))
-        for call in list(self._running.values()):
-            if call.owner == owner:
-                call.stop("replaced")
+        replaced = [c for c in self._running.values() if c.owner == owner]
+        for call in replaced:  # one call per patient: a reloaded page starts afresh
+            call.stop("replaced")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                for call in replaced:
+                    await call.finished.wait()
         if len(self._running) >= self.settings.max_concurrent_calls:
             self.refused += 1
             raise CheckBusy(
@@ -414,7 +420,7 @@ class MediaChecks:
             answer = await call.answer(offer_sdp)
         except BaseException:
             self._running.pop(call_id, None)
-            await call._close()
+            await call.close()
             raise
         self._runs[call_id] = asyncio.ensure_future(self._run(call))
         return call_id, answer

@@ -369,6 +369,9 @@ def pick_language(query: str | None, accept_language: str | None) -> str:
 
 
 def _version(numbers: tuple[int, ...]) -> str:
+    """`(9, 0)` -> `9`, `(5, 1)` -> `5.1`."""
+    while len(numbers) > 1 and numbers[-1] == 0:
+        numbers = numbers[:-1]
     return ".".join(map(str, numbers))
 
 

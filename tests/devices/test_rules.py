@@ -363,7 +363,7 @@ def test_the_numbers_come_from_the_device_config() -> None:
     )
     assert _failing(_report(Channel.CHAT, android6), strict) == {"os", "bandwidth"}
     advice = evaluate(_report(Channel.CHAT, android6), strict, "en").checks[0].advice
-    assert advice == "Update Android to 8.0 or later, or use another device."
+    assert advice == "Update Android to 8 or later, or use another device."
 
 
 @pytest.mark.parametrize(

@@ -204,3 +204,23 @@ async def test_offers_that_are_not_one_audio_and_one_video_are_refused(
         "/api/v1/device-check", json=check_body(call_id="x"), headers=headers
     )
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "call_not_found"
+
+
+async def test_a_new_check_of_the_same_patient_replaces_the_running_one(
+    start_app: Callable[..., Any], sqlite_url: str
+) -> None:
+    """R-DEV: one test call per patient: a reloaded page ends its earlier call at once."""
+    app, headers = await _patient(start_app, sqlite_url, device={"call_measure": "5s"})
+    checks = app.client.server.app[MEDIA_CHECKS]
+    first = await start_call(app.client, headers, video=(320, 240))
+    second = None
+    try:
+        await until(lambda: checks.state_of(first.call_id) == "measuring", 5)
+        second = await start_call(app.client, headers, video=(320, 240))
+        assert second.status == 201 and checks.active == 1
+        resp = await app.client.get(f"/api/v1/device-check/call/{first.call_id}", headers=headers)
+        assert (await resp.json())["reason"] == "replaced"
+    finally:
+        await first.close()
+        if second is not None:
+            await second.close()
