@@ -137,25 +137,25 @@ async function openDevices(channel, config) {
 }
 
 let levelTimer = null;
+let audioContext = null;
 function showLevel(stream) {
+  // The live microphone level, so the patient sees the microphone hears them.
   if (!stream.getAudioTracks().length || !window.AudioContext) return;
-  const context = new AudioContext();
-  const analyser = context.createAnalyser();
-  context.createMediaStreamSource(stream).connect(analyser);
+  audioContext = new AudioContext();
+  const analyser = audioContext.createAnalyser();
+  audioContext.createMediaStreamSource(stream).connect(analyser);
   const samples = new Float32Array(analyser.fftSize);
   levelTimer = setInterval(() => {
     analyser.getFloatTimeDomainData(samples);
     const rms = Math.sqrt(samples.reduce((sum, s) => sum + s * s, 0) / samples.length);
     $("level").value = Math.min(1, rms * 4);
   }, 100);
-  stream.addEventListener("ended", () => context.close());
-  closeDevices.context = context;
 }
 
 function closeDevices(stream) {
   clearInterval(levelTimer);
-  closeDevices.context?.close();
-  closeDevices.context = null;
+  audioContext?.close();
+  audioContext = null;
   stream?.getTracks().forEach((track) => track.stop());
   $("preview").srcObject = null;
   $("level").value = 0;
