@@ -100,6 +100,7 @@ class CallReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON for the page and the saved check."""
         return asdict(self)
 
 
@@ -377,6 +378,7 @@ class MediaChecks:
 
     @property
     def active(self) -> int:
+        """Test calls running now on this node."""
         return len(self._running)
 
     def state_of(self, call_id: str) -> str | None:
@@ -426,6 +428,7 @@ class MediaChecks:
         return call_id, answer
 
     async def _run(self, call: CheckCall) -> None:
+        """Run one call to its end, keep its report, free its slot whatever happened."""
         try:
             report = await call.run(
                 self.settings.call_measure.total_seconds(),

@@ -37,6 +37,7 @@ class Platform:
 
     @property
     def mobile(self) -> bool:
+        """A phone or tablet: R-DEV names only the system there, not the browser."""
         return self.os in ("ios", "android")
 
 
@@ -129,6 +130,7 @@ def os_label(p: Platform) -> str | None:
 
 
 def browser_label(p: Platform) -> str | None:
+    """`Chrome 124`, `Firefox 115`; None when unknown."""
     base = _BROWSER_LABELS.get(p.browser)
     if base is None:
         return None
@@ -201,6 +203,7 @@ class Verdict:
 
     @property
     def failing(self) -> list[str]:
+        """The names of the checks that failed, in order (kept with the patient)."""
         return [c.name for c in self.checks if not c.ok]
 
 

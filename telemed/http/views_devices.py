@@ -134,6 +134,8 @@ def _charge(request: web.Request, patient_id: str, amount: int) -> None:
 
 
 def register(api: Api) -> None:
+    """Declare the connection check's endpoints (patients only, consent required)."""
+
     @api.route(
         "GET", "/device-check/config", roles=PATIENT, response=CheckConfigOut, tag="device-check"
     )
