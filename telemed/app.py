@@ -26,6 +26,7 @@ from telemed.errors import (
     NotFound,
     PayloadTooLarge,
     TelemedError,
+    VendorMissing,
 )
 from telemed.http import (
     views_appointments,
@@ -49,6 +50,13 @@ from telemed.services.queue import QueueService
 
 log = logging.getLogger("telemed.app")
 WEB_DIR = Path(__file__).parent / "web"
+# Front-end packages installed by `npm ci` (package.json at the project root); the pages
+# import them as ES modules from /vendor/.
+NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
+VENDOR_FILES = {
+    "socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
+    "socket.io.esm.min.js.map": "socket.io-client/dist/socket.io.esm.min.js.map",
+}
 API = web.AppKey("api", Api)
 SIGNALLING = web.AppKey("signalling", Signalling)
 SCHEDULER = web.AppKey("scheduler", SchedulerRunner)
@@ -238,9 +246,24 @@ def create_app(
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_DIR / "index.html")
 
+    async def console(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / "console.html")
+
+    async def vendor(request: web.Request) -> web.StreamResponse:
+        relative = VENDOR_FILES.get(request.match_info["name"])
+        if relative is None:
+            raise web.HTTPNotFound()
+        path = NODE_MODULES / relative
+        if not path.is_file():  # a checkout without `npm ci`: say so instead of a bare 404
+            log.error("front-end package missing: %s (run `npm ci`)", relative)
+            return error_response(VendorMissing())
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/", index)
+    app.router.add_get("/console", console)
+    app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static", WEB_DIR / "static", show_index=False)
     _ = client_addr  # re-exported for views
     return app
