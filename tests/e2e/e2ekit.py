@@ -1,0 +1,259 @@
+"""Browser-test kit: the real app on a 127.0.0.1 port with a manual clock and no scheduler
+of its own, Debian's Chromium with fake devices (a 1280x720 .y4m camera), several contexts
+in one browser, screenshots at 360 and 1280 px, and the people the tests log in as."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appkit import Running
+from helpers import SYSTEM, add_patients
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from scheduler.runner import SchedulerRunner
+from telemed.app import SCHEDULER
+from telemed.roles import Role
+from telemed.services.staff import add_staff
+
+# The fake-camera writer of the connection-check tests, reused as it is.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "devices"))
+from devicekit import write_y4m
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
+PHONE = {"width": 360, "height": 740}
+DESK = {"width": 1280, "height": 800}
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+STAFF_PASSWORD = "staff-pass-1"
+# The patient's browser claims Windows: the connection check accepts Windows and Mac OS X.
+WINDOWS_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/{major}.0.0.0 Safari/537.36"
+)
+ADULT = "E-1,2026-01-01,2026-01-01,2027-12-31,Иванов Иван Петрович,1980-03-01,M,+79161234567"
+ADULT_PHONE = "+79161234567"
+
+
+@dataclass
+class Stage:
+    """The running app as the browsers see it: its address, clock, scheduler and SMS."""
+
+    app: Running
+    url: str
+    push_file: Path
+    staff: dict[str, str] = field(default_factory=dict)  # login -> staff id
+
+    @property
+    def runner(self) -> SchedulerRunner:
+        return self.app.client.server.app[SCHEDULER]
+
+    async def tick(self) -> dict[str, int]:
+        """Run the scheduler once at the manual clock's time (the tests move the clock)."""
+        return (await self.runner.tick()).counts
+
+    async def add_staff(self, role: Role, login: str, name: str) -> str:
+        """A staff account the console logs in with (password STAFF_PASSWORD); its id."""
+        svc = self.app.services
+        row = await add_staff(
+            svc.db,
+            svc.clock,
+            role=role,
+            login=login,
+            password=STAFF_PASSWORD,
+            full_name=name,
+            who=SYSTEM,
+        )
+        self.staff[login] = row.id
+        return str(row.id)
+
+    async def add_patients(self, *rows: str) -> None:
+        """Insured persons from CSV lines (see helpers.CSV_HEADER)."""
+        await add_patients(self.app, list(rows))
+
+    async def otp(self, phone: str) -> str:
+        """The last login code the SMS file backend wrote for this phone."""
+        return await self.app.last_code(phone)
+
+    def pushes(self) -> list[dict[str, Any]]:
+        if not self.push_file.exists():
+            return []
+        return [json.loads(line) for line in self.push_file.read_text().splitlines()]
+
+
+async def open_stage(
+    start_app: Callable[..., Any], db_url: str, tmp_path: Path, **overrides: Any
+) -> Stage:
+    """Serve the app on a real 127.0.0.1 port: file SMS and push, scheduler off, fast queue."""
+    push_file = tmp_path / "push.jsonl"
+    settings: dict[str, Any] = {
+        "push": {"backend": "file", "path": str(push_file)},
+        "storage": {"documents_dir": str(tmp_path / "documents")},
+        "signalling": {"queue_refresh_interval": "50ms"},
+        "scheduler": {"enabled": False},
+    }
+    for section, values in overrides.items():
+        settings.setdefault(section, {}).update(values)
+    app: Running = await start_app(db_url, **settings)
+    url = str(app.client.make_url("/")).rstrip("/")
+    assert url.startswith("http://127.0.0.1:"), url  # a secure context for getUserMedia
+    return Stage(app=app, url=url, push_file=push_file)
+
+
+def camera_file(tmp_path: Path) -> Path:
+    """A 1280x720 fake camera for Chromium (passes the R-DEV camera check)."""
+    return write_y4m(tmp_path / "camera-720p.y4m", 1280, 720, frames=30)
+
+
+@asynccontextmanager
+async def chromium(camera: Path) -> AsyncIterator[Browser]:
+    """One Debian Chromium with fake devices; each person gets a context of it."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class Person:
+    """One browser context (its own storage, as a separate device) and its page."""
+
+    context: BrowserContext
+    page: Page
+    errors: list[str]
+
+
+async def person(browser: Browser, viewport: dict[str, int] | None = None) -> Person:
+    """A new context with a Windows user agent, collecting the page's JS errors."""
+    major = browser.version.split(".")[0]
+    context = await browser.new_context(
+        user_agent=WINDOWS_AGENT.format(major=major),
+        viewport=viewport or DESK,  # type: ignore[arg-type]
+    )
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    return Person(context=context, page=page, errors=errors)
+
+
+async def shot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot to test-artifacts/screenshots/<name>-<width>.png."""
+    width = (page.viewport_size or DESK)["width"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}-{width}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+async def shots(page: Page, name: str, widths: tuple[int, ...] = (360, 1280)) -> list[Path]:
+    """The same screen at each width (phone and desk), then the original size back."""
+    before = page.viewport_size or DESK
+    saved = []
+    for width in widths:
+        await page.set_viewport_size({"width": width, "height": before["height"]})
+        await page.wait_for_timeout(100)  # one layout pass after the resize
+        saved.append(await shot(page, name))
+    await page.set_viewport_size(before)  # type: ignore[arg-type]
+    return saved
+
+
+async def overflow(page: Page) -> int:
+    """How many pixels the page is wider than its viewport (0 when it fits)."""
+    return int(
+        await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+    )
+
+
+VIDEO_PROBE = """async (el) => {
+  const t0 = el.currentTime;
+  await new Promise(r => setTimeout(r, 700));
+  return {width: el.videoWidth, height: el.videoHeight, boxWidth: el.clientWidth,
+          boxHeight: el.clientHeight, t0, t1: el.currentTime, paused: el.paused};
+}"""
+
+
+async def video_flowing(page: Page, testid: str = "remote-video", within: float = 30) -> Any:
+    """Wait until the <video> shows frames: a non-zero size and an advancing currentTime."""
+    video = page.get_by_test_id(testid)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen: Any = None
+    while loop.time() < deadline:
+        seen = await video.evaluate(VIDEO_PROBE)
+        if seen["width"] > 0 and seen["boxWidth"] > 0 and seen["t1"] > seen["t0"]:
+            return seen
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{testid} is not playing: {seen}")
+
+
+async def login_staff(page: Page, url: str, login: str) -> None:
+    """Log in to the console (/console) with the staff password of the kit."""
+    await page.goto(f"{url}/console")
+    await page.get_by_test_id("login-input").fill(login)
+    await page.get_by_test_id("password-input").fill(STAFF_PASSWORD)
+    await page.get_by_test_id("login-submit").click()
+
+
+async def login_patient(page: Page, stage: Stage, phone: str = ADULT_PHONE) -> None:
+    """Log in to the patient app (/) with phone + the SMS code (R-AUTH-1)."""
+    await page.goto(f"{stage.url}/")
+    before = len(await _codes(stage, phone))
+    await page.get_by_test_id("phone-input").fill(phone)
+    await page.get_by_test_id("send-code").click()
+    code = await _code_after(stage, phone, before)
+    await page.get_by_test_id("code-input").fill(code)
+    await page.get_by_test_id("verify-code").click()
+
+
+async def _codes(stage: Stage, phone: str) -> list[str]:
+    await stage.app.services.auth.drain()
+    return [str(m["code"]) for m in stage.app.sms() if m["to"] == phone and m["code"]]
+
+
+async def _code_after(stage: Stage, phone: str, before: int, within: float = 10) -> str:
+    """Wait for the SMS the page just asked for (the request is asynchronous)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        codes = await _codes(stage, phone)
+        if len(codes) > before:
+            return codes[-1]
+        if loop.time() > deadline:
+            raise AssertionError(f"no SMS code was sent to {phone}")
+        await asyncio.sleep(0.1)
+
+
+UNLABELLED = """[...document.querySelectorAll('input, button, select, textarea, video')]
+  .filter(e => e.offsetParent !== null && e.type !== 'hidden')
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.getAttribute('aria-labelledby') && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 120))"""
+
+
+async def unlabelled(page: Page) -> list[str]:
+    """Visible controls without an accessible name (all must be labelled)."""
+    return list(await page.evaluate(UNLABELLED))
