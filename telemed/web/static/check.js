@@ -1,7 +1,8 @@
 // The connection check page (R-DEV): camera, microphone, bandwidth and a real WebRTC test
 // call to the server, then the server's verdict per requirement. A plain ES module.
 
-const API = "/api/v1/device-check";
+import { checkClient, levelMeter, runCheck } from "/static/js/devicecheck.js";
+
 const TEXTS = {
   ru: {
     title: "Проверка связи",
@@ -55,6 +56,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let lang = pickLanguage();
 let token = takeToken();
+const client = checkClient(token);
 let lastBody = null;
 let activeCall = null;
 let running = false;
@@ -95,144 +97,6 @@ function applyLanguage() {
   button.setAttribute("aria-label", t("switch_label"));
 }
 
-async function api(method, path, body, extra = {}) {
-  const headers = { Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), ...extra,
-  });
-  const data = response.headers.get("Content-Type")?.includes("json") ? await response.json() : null;
-  if (!response.ok) {
-    const error = new Error(data?.error?.message || response.statusText);
-    error.code = data?.error?.code;
-    error.retryAfter = Number(response.headers.get("Retry-After") || 0);
-    throw error;
-  }
-  return data;
-}
-
-// --- camera and microphone -------------------------------------------------------------
-
-async function openDevices(channel, config) {
-  if (channel === "chat") return { stream: null, camera: null, microphone: false };
-  const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
-  const [width, height] = config.min_video;
-  const video = channel === "video" ? { width: { ideal: Math.max(1280, width) }, height: { ideal: Math.max(720, height) } } : false;
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio, video });
-  } catch (error) {
-    if (!video) throw error;
-    stream = await navigator.mediaDevices.getUserMedia({ audio }); // no camera: check the rest
-  }
-  const [camera] = stream.getVideoTracks();
-  const settings = camera?.getSettings();
-  $("preview").srcObject = stream;
-  showLevel(stream);
-  return {
-    stream,
-    camera: settings?.width ? { width: settings.width, height: settings.height } : null,
-    microphone: stream.getAudioTracks().length > 0,
-  };
-}
-
-let levelTimer = null;
-let audioContext = null;
-function showLevel(stream) {
-  // The live microphone level, so the patient sees the microphone hears them.
-  if (!stream.getAudioTracks().length || !window.AudioContext) return;
-  audioContext = new AudioContext();
-  const analyser = audioContext.createAnalyser();
-  audioContext.createMediaStreamSource(stream).connect(analyser);
-  const samples = new Float32Array(analyser.fftSize);
-  levelTimer = setInterval(() => {
-    analyser.getFloatTimeDomainData(samples);
-    const rms = Math.sqrt(samples.reduce((sum, s) => sum + s * s, 0) / samples.length);
-    $("level").value = Math.min(1, rms * 4);
-  }, 100);
-}
-
-function closeDevices(stream) {
-  clearInterval(levelTimer);
-  audioContext?.close();
-  audioContext = null;
-  stream?.getTracks().forEach((track) => track.stop());
-  $("preview").srcObject = null;
-  $("level").value = 0;
-}
-
-// --- bandwidth: a small probe, then one sized for about a second at the speed seen -----
-
-async function probeDown(size) {
-  const response = await fetch(`${API}/probe?bytes=${size}`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
-  if (!response.ok) throw new Error(response.statusText);
-  const began = performance.now(); // from the headers on: the body's time on the wire
-  const got = (await response.arrayBuffer()).byteLength;
-  return (got * 8) / (performance.now() - began); // bits per ms = kbit/s
-}
-
-async function probeUp(size) {
-  const payload = new Uint8Array(size);
-  for (let at = 0; at < size; at += 65536) crypto.getRandomValues(payload.subarray(at, Math.min(size, at + 65536)));
-  const result = await api("POST", `${API}/probe`, undefined, { body: payload, headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/octet-stream" } });
-  return result.kbps;
-}
-
-async function measureBandwidth(config) {
-  const cap = config.probe_max_bytes;
-  const sized = (kbps) => Math.max(65536, Math.min(cap, Math.round((kbps * 1000) / 8)));
-  let down = await probeDown(65536);
-  down = await probeDown(sized(down));
-  let up = await probeUp(65536);
-  up = await probeUp(sized(up));
-  return { down, up, kbps: Math.min(down, up) };
-}
-
-// --- the test call ------------------------------------------------------------------------
-
-async function testCall(stream, config) {
-  const pc = new RTCPeerConnection({ iceServers: config.ice_servers });
-  for (const track of stream.getTracks()) {
-    if (track.kind === "video") track.contentHint = "detail"; // keep the resolution, drop frames instead
-    pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-  }
-  await pc.setLocalDescription(await pc.createOffer());
-  await gathered(pc);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const answer = await api("POST", `${API}/call`, { type: "offer", sdp: pc.localDescription.sdp });
-      activeCall = answer.call_id;
-      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-      for (const sender of pc.getSenders()) {
-        if (sender.track?.kind !== "video") continue;
-        const parameters = sender.getParameters();
-        parameters.degradationPreference = "maintain-resolution";
-        await sender.setParameters(parameters).catch(() => {});
-      }
-      return { pc, callId: answer.call_id };
-    } catch (error) {
-      if (error.code !== "check_busy" || attempt >= 2) { pc.close(); throw error; }
-      const seconds = error.retryAfter || 3;
-      say(t("busy", { seconds }));
-      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
-    }
-  }
-}
-
-function gathered(pc) {
-  // No trickle: the offer carries every candidate (at most 3 s of gathering).
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, 3000);
-  });
-}
-
-addEventListener("pagehide", () => {
-  if (activeCall) fetch(`${API}/call/${activeCall}`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${token}` } });
-});
-
 // --- the verdict ----------------------------------------------------------------------------
 
 function render(verdict) {
@@ -268,11 +132,22 @@ function render(verdict) {
 
 async function judge(body) {
   say(t("judging"));
-  const verdict = await api("POST", `${API}?lang=${lang}`, body);
+  const verdict = await client.verdict(body, lang);
   lastBody = body;
   render(verdict);
   say("");
   return verdict;
+}
+
+addEventListener("pagehide", () => {
+  if (activeCall) client.forget(activeCall);
+});
+
+let stopLevel = () => {};
+function preview(stream) {
+  stopLevel();
+  $("preview").srcObject = stream;
+  stopLevel = stream ? levelMeter(stream, (level) => { $("level").value = level; }) : () => {};
 }
 
 async function run(channel) {
@@ -280,43 +155,20 @@ async function run(channel) {
   $("start").disabled = true;
   $("result").hidden = true;
   delete $("result").dataset.verdict;
-  let devices = { stream: null, camera: null, microphone: false };
-  let call = null;
   try {
-    const config = await api("GET", `${API}/config`);
-    if (channel !== "chat") {
-      say(t("asking"));
-      try {
-        devices = await openDevices(channel, config);
-      } catch (error) {
-        say(t("no_devices", { message: error.message }));
-      }
-    }
-    say(t("speed"));
-    const speed = await measureBandwidth(config);
-    const body = {
+    const { verdict, body } = await runCheck(client, {
       channel,
-      user_agent: navigator.userAgent,
-      camera: devices.camera,
-      microphone: devices.microphone,
-      bandwidth_kbps: Math.round(speed.kbps),
-    };
-    if (devices.stream) {
-      say(t("calling"));
-      try {
-        call = await testCall(devices.stream, config);
-        body.call_id = call.callId;
-      } catch (error) {
-        say(t("error", { message: error.message }));
-      }
-    }
-    await judge(body); // with a call_id the server answers once the call has been measured
+      lang,
+      say: (key, values) => say(t(key, values)),
+      onStream: preview,
+      onCall: (callId) => { activeCall = callId; },
+    });
+    lastBody = body;
+    render(verdict);
+    say("");
   } catch (error) {
     say(t("error", { message: error.message }));
   } finally {
-    activeCall = null;
-    call?.pc.close();
-    closeDevices(devices.stream);
     running = false;
     $("start").disabled = false;
     $("start").dataset.t = "again";
