@@ -168,6 +168,11 @@ class AuthSettings(_Section):
     otp_resend_cooldown: Duration = timedelta(seconds=60)
     otp_per_phone_per_hour: int = Field(default=5, ge=1)
     otp_per_address_per_hour: int = Field(default=30, ge=1)
+    # Staff password guessing: failed logins counted over a sliding window, per account
+    # (since its last success) and per client address.
+    staff_failures_per_account: int = Field(default=10, ge=1)
+    staff_failures_per_address: int = Field(default=50, ge=1)
+    staff_failure_window: Duration = timedelta(minutes=15)
     token_ttl: Duration = timedelta(hours=12)
     secret_key: str | None = Field(default=None, min_length=16)
 
@@ -175,6 +180,7 @@ class AuthSettings(_Section):
     def _check(self) -> AuthSettings:
         _positive(self.otp_ttl)
         _positive(self.token_ttl)
+        _positive(self.staff_failure_window)
         return self
 
 

@@ -26,7 +26,7 @@ from telemed.errors import (
     TooManyAttempts,
     Unauthorized,
 )
-from telemed.models import AuthToken, OtpCode, Patient, ServerKey, Staff
+from telemed.models import AuditEntry, AuthToken, OtpCode, Patient, ServerKey, Staff
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
 from telemed.roles import Role
@@ -232,10 +232,27 @@ class AuthService:
     # --- staff ---------------------------------------------------------------------------
 
     async def staff_login(self, login: str, password: str, client_addr: str) -> IssuedToken:
-        """Password login for staff; unknown logins take as long as wrong passwords."""
+        """Password login for staff; unknown logins take as long as wrong passwords, and too
+        many failures per account or per address refuse even the right password for a while."""
         now = self.clock.now()
         async with self.db.read() as session:
             staff = await session.scalar(select(Staff).where(Staff.login == login))
+            limited = await self._staff_failures_exceeded(
+                session, staff.id if staff else None, client_addr, now
+            )
+        if limited:
+            async with self.db.write() as session:
+                record(
+                    session,
+                    at=now,
+                    who=Who("staff", staff.id if staff else None, client_addr),
+                    action="login_staff",
+                    object_type="session",
+                    object_id=None,
+                    outcome="rate_limited",
+                )
+            window = self.settings.staff_failure_window
+            raise RateLimited(retry_after_seconds=_ceil_seconds(window))
         ok = await verify_password(staff.password_hash if staff else None, password)
         async with self.db.write() as session:
             record(
@@ -255,6 +272,35 @@ class AuthService:
         if failed:
             raise InvalidCredentials()
         return issued
+
+    async def _staff_failures_exceeded(
+        self, session: AsyncSession, staff_id: str | None, client_addr: str, now: datetime
+    ) -> bool:
+        """Whether recent failed staff logins (from the audit log) reach either limit."""
+        s = self.settings
+        since = now - s.staff_failure_window
+        login_attempts = (AuditEntry.action == "login_staff", AuditEntry.at > since)
+        failed = AuditEntry.outcome == "invalid_credentials"
+        per_addr = await session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(*login_attempts, failed, AuditEntry.client_addr == client_addr)
+        )
+        if int(per_addr or 0) >= s.staff_failures_per_address:
+            return True
+        if staff_id is None:
+            return False
+        mine = (*login_attempts, AuditEntry.actor_id == staff_id)
+        last_ok = await session.scalar(  # by id: entries of one instant stay in order
+            select(func.max(AuditEntry.id)).where(*mine, AuditEntry.outcome == "ok")
+        )
+        conditions = (
+            (*mine, failed) if last_ok is None else (*mine, failed, AuditEntry.id > last_ok)
+        )
+        per_account = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(*conditions)
+        )
+        return int(per_account or 0) >= s.staff_failures_per_account
 
     # --- tokens --------------------------------------------------------------------------
 
