@@ -1,0 +1,443 @@
+// The call screen both pages use: remote and local video (audio calls show no camera),
+// the state line, mute, camera off, hang up, and the chat (history on join, live
+// messages, send, attach documents from the patient's card).
+//
+// mountCall(root, {live, api, t, consultationId, polite, channel, iceServers, onHangup,
+//                  canAttach}) -> {destroy(), connection}
+// Pages merge CALL_STRINGS into their i18n dictionaries; without them the strings below
+// are used in the page's language.
+
+import { CallConnection } from "./rtc.js";
+
+export const CALL_STRINGS = {
+  ru: {
+    "call.connecting": "Соединение…",
+    "call.connected": "Соединение установлено",
+    "call.reconnecting": "Восстанавливаем соединение…",
+    "call.failed": "Не удалось соединиться. Проверьте интернет.",
+    "call.closed": "Звонок завершён",
+    "call.peer_away": "Собеседник потерял связь, ждём…",
+    "call.offline": "Нет связи с сервером, переподключаемся…",
+    "call.chat_only": "Консультация в чате",
+    "call.no_devices": "Нет доступа к камере или микрофону: разрешите его в браузере.",
+    "call.remote_video": "Видео собеседника",
+    "call.local_video": "Ваше видео",
+    "call.mute": "Выключить микрофон",
+    "call.unmute": "Включить микрофон",
+    "call.camera_off": "Выключить камеру",
+    "call.camera_on": "Включить камеру",
+    "call.hangup": "Завершить",
+    "call.chat": "Чат",
+    "call.chat_log": "Сообщения",
+    "call.chat_input": "Сообщение",
+    "call.chat_send": "Отправить",
+    "call.attach": "Документы",
+    "call.attach_title": "Приложить документы из медкарты",
+    "call.attach_none": "В медкарте пока нет документов",
+    "call.attached": "Приложено: {n}",
+    "call.send_failed": "Сообщение не отправлено: {message}",
+    "call.you": "Вы",
+    "role.patient": "Пациент",
+    "role.consultant": "Консультант",
+    "role.therapist": "Терапевт",
+    "role.paediatrician": "Педиатр",
+    "role.specialist": "Специалист",
+    "role.psychologist": "Психолог",
+    "role.system": "Система",
+  },
+  en: {
+    "call.connecting": "Connecting…",
+    "call.connected": "Connected",
+    "call.reconnecting": "Reconnecting…",
+    "call.failed": "Could not connect. Check your internet.",
+    "call.closed": "Call ended",
+    "call.peer_away": "The other side lost connection, waiting…",
+    "call.offline": "No connection to the server, reconnecting…",
+    "call.chat_only": "Chat consultation",
+    "call.no_devices": "No access to the camera or microphone: allow it in the browser.",
+    "call.remote_video": "The other side's video",
+    "call.local_video": "Your video",
+    "call.mute": "Mute microphone",
+    "call.unmute": "Unmute microphone",
+    "call.camera_off": "Turn camera off",
+    "call.camera_on": "Turn camera on",
+    "call.hangup": "Hang up",
+    "call.chat": "Chat",
+    "call.chat_log": "Messages",
+    "call.chat_input": "Message",
+    "call.chat_send": "Send",
+    "call.attach": "Documents",
+    "call.attach_title": "Attach documents from the medical card",
+    "call.attach_none": "No documents in the medical card yet",
+    "call.attached": "Attached: {n}",
+    "call.send_failed": "Message not sent: {message}",
+    "call.you": "You",
+    "role.patient": "Patient",
+    "role.consultant": "Consultant",
+    "role.therapist": "Therapist",
+    "role.paediatrician": "Paediatrician",
+    "role.specialist": "Specialist",
+    "role.psychologist": "Psychologist",
+    "role.system": "System",
+  },
+};
+
+function translator(t) {
+  return (key, vars = {}) => {
+    let text = t ? t(key, vars) : undefined;
+    if (!text || text === key) {
+      const lang = document.documentElement.lang === "en" ? "en" : "ru";
+      text = CALL_STRINGS[lang][key] || key;
+      for (const [name, value] of Object.entries(vars)) {
+        text = text.replaceAll(`{${name}}`, String(value));
+      }
+    }
+    return text;
+  };
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value == null) continue;
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children);
+  return node;
+}
+
+export function mountCall(
+  root,
+  {
+    live,
+    api,
+    t,
+    consultationId,
+    polite,
+    channel = "video",
+    iceServers = null,
+    onHangup = null,
+    canAttach = Boolean(polite), // documents of the patient's own card (the server's rule)
+    myRole = polite ? "patient" : null,
+  },
+) {
+  const tr = translator(t);
+  const media = { audio: channel !== "chat", video: channel === "video" };
+  const withMedia = media.audio || media.video;
+
+  const stateLine = el("p", { class: "call-state", "data-testid": "call-state", role: "status" });
+  const remoteVideo = el("video", {
+    "data-testid": "remote-video",
+    autoplay: true,
+    playsinline: true,
+    "aria-label": tr("call.remote_video"),
+  });
+  const localVideo = el("video", {
+    "data-testid": "local-video",
+    autoplay: true,
+    playsinline: true,
+    muted: true,
+    "aria-label": tr("call.local_video"),
+  });
+  localVideo.muted = true;
+  const muteBtn = el("button", {
+    type: "button",
+    class: "call-btn",
+    "data-testid": "mute",
+    "aria-pressed": "false",
+    text: tr("call.mute"),
+  });
+  const cameraBtn = el("button", {
+    type: "button",
+    class: "call-btn",
+    "data-testid": "camera-off",
+    "aria-pressed": "false",
+    text: tr("call.camera_off"),
+  });
+  const hangupBtn = el("button", {
+    type: "button",
+    class: "call-btn call-hangup",
+    "data-testid": "hangup",
+    text: tr("call.hangup"),
+  });
+  const videos = el("div", { class: "call-videos" }, remoteVideo, localVideo);
+  const controls = el("div", { class: "call-controls" }, muteBtn, cameraBtn, hangupBtn);
+  if (!media.video) {
+    videos.hidden = true;
+    cameraBtn.hidden = true;
+  }
+  if (!media.audio) muteBtn.hidden = true;
+
+  const logId = `chat-log-${consultationId}`;
+  const chatLog = el("ol", {
+    class: "chat-log",
+    id: logId,
+    "data-testid": "chat-log",
+    "aria-live": "polite",
+    "aria-label": tr("call.chat_log"),
+    tabindex: "0",
+  });
+  const inputId = `chat-input-${consultationId}`;
+  const chatInput = el("input", {
+    id: inputId,
+    type: "text",
+    "data-testid": "chat-input",
+    autocomplete: "off",
+    maxlength: "4000",
+  });
+  const chatLabel = el("label", { for: inputId, class: "visually-hidden", text: tr("call.chat_input") });
+  const sendBtn = el("button", { type: "submit", "data-testid": "chat-send", text: tr("call.chat_send") });
+  const attachBtn = el("button", {
+    type: "button",
+    "data-testid": "chat-attach",
+    "aria-expanded": "false",
+    "aria-controls": `chat-docs-${consultationId}`,
+    text: tr("call.attach"),
+  });
+  attachBtn.hidden = !canAttach;
+  const docsPanel = el("fieldset", { class: "chat-docs", id: `chat-docs-${consultationId}` });
+  docsPanel.hidden = true;
+  const attachedNote = el("span", { class: "chat-attached" });
+  const chatError = el("p", { class: "chat-error", role: "alert", "data-testid": "error" });
+  chatError.hidden = true;
+  const form = el(
+    "form",
+    { class: "chat-form" },
+    chatLabel,
+    chatInput,
+    attachBtn,
+    sendBtn,
+  );
+  const chat = el(
+    "section",
+    { class: "call-chat", "aria-label": tr("call.chat") },
+    el("h2", { class: "call-chat-title", text: tr("call.chat") }),
+    chatLog,
+    docsPanel,
+    attachedNote,
+    chatError,
+    form,
+  );
+  const screen = el(
+    "div",
+    { class: `call call-${channel}`, "data-channel": channel },
+    stateLine,
+    videos,
+    controls,
+    chat,
+  );
+  root.replaceChildren(screen);
+
+  // --- state line ---
+  let rtcState = withMedia ? "connecting" : null;
+  let peerAway = false;
+  let offline = false;
+  function showState() {
+    let key;
+    if (offline) key = "call.offline";
+    else if (peerAway) key = "call.peer_away";
+    else if (rtcState) key = `call.${rtcState}`;
+    else key = "call.chat_only";
+    stateLine.textContent = tr(key);
+    stateLine.dataset.state = offline ? "offline" : peerAway ? "peer_away" : rtcState || "chat";
+    screen.dataset.state = stateLine.dataset.state;
+  }
+  showState();
+
+  // --- media ---
+  let connection = null;
+  if (withMedia) {
+    connection = new CallConnection({
+      live,
+      consultationId,
+      polite,
+      iceServers: iceServers ?? live.iceServers ?? [],
+      media,
+      onState: (s) => {
+        rtcState = s;
+        showState();
+      },
+      onRemoteStream: (stream) => {
+        remoteVideo.srcObject = stream;
+        if (stream) remoteVideo.play().catch(() => {});
+      },
+    });
+    connection
+      .start()
+      .then(() => {
+        if (media.video && connection.localStream) {
+          localVideo.srcObject = connection.localStream;
+          localVideo.play().catch(() => {});
+        }
+      })
+      .catch((err) => {
+        console.warn("call: no devices", err);
+        stateLine.textContent = tr("call.no_devices");
+        stateLine.dataset.state = "no_devices";
+      });
+  }
+
+  let muted = false;
+  muteBtn.addEventListener("click", () => {
+    muted = !muted;
+    connection?.setMuted(muted);
+    muteBtn.setAttribute("aria-pressed", String(muted));
+    muteBtn.textContent = tr(muted ? "call.unmute" : "call.mute");
+  });
+  let cameraOff = false;
+  cameraBtn.addEventListener("click", () => {
+    cameraOff = !cameraOff;
+    connection?.setCameraOff(cameraOff);
+    cameraBtn.setAttribute("aria-pressed", String(cameraOff));
+    cameraBtn.textContent = tr(cameraOff ? "call.camera_on" : "call.camera_off");
+    localVideo.classList.toggle("is-off", cameraOff);
+  });
+  hangupBtn.addEventListener("click", () => {
+    if (onHangup) onHangup();
+    else destroy();
+  });
+
+  // --- chat ---
+  const seen = new Set();
+  function addMessage(m) {
+    if (m.consultation_id && m.consultation_id !== consultationId) return;
+    if (seen.has(m.message_id)) return;
+    seen.add(m.message_id);
+    const mine = myRole ? m.sender_role === myRole : m.sender_role !== "patient";
+    const who = mine ? tr("call.you") : tr(`role.${m.sender_role}`);
+    const time = new Date(m.created_at).toLocaleTimeString(document.documentElement.lang, {
+      hour: "2-digit",
+      minute: "2-digit",
+    });
+    const item = el(
+      "li",
+      { class: `chat-message${mine ? " is-mine" : ""}`, "data-testid": "chat-message" },
+      el("span", { class: "chat-meta", text: `${who} · ${time}` }),
+      el("span", { class: "chat-text", text: m.text }),
+    );
+    if (m.documents?.length) {
+      const list = el("ul", { class: "chat-files" });
+      for (const d of m.documents) {
+        list.append(el("li", { "data-document-id": d.document_id, text: `📎 ${d.filename}` }));
+      }
+      item.append(list);
+    }
+    chatLog.append(item);
+    chatLog.scrollTop = chatLog.scrollHeight;
+  }
+  const onMessage = (m) => addMessage(m);
+  const onHistory = (h) => {
+    if (h?.consultation_id === consultationId) for (const m of h.messages || []) addMessage(m);
+  };
+  live.on("chat:message", onMessage);
+  live.on("chat:history", onHistory);
+  live
+    .request("chat:history", { consultation_id: consultationId })
+    .then((ack) => {
+      for (const m of ack?.messages || []) addMessage(m);
+    })
+    .catch((err) => console.info("call: no chat history", err?.code || err));
+
+  let chosen = new Set();
+  function showChosen() {
+    attachedNote.textContent = chosen.size ? tr("call.attached", { n: chosen.size }) : "";
+  }
+  attachBtn.addEventListener("click", async () => {
+    const open = docsPanel.hidden;
+    docsPanel.hidden = !open;
+    attachBtn.setAttribute("aria-expanded", String(open));
+    if (!open) return;
+    docsPanel.replaceChildren(el("legend", { text: tr("call.attach_title") }));
+    let items = [];
+    try {
+      items = (await api.get("/documents")).items || [];
+    } catch (err) {
+      console.warn("call: documents not listed", err);
+    }
+    if (!items.length) docsPanel.append(el("p", { text: tr("call.attach_none") }));
+    for (const d of items) {
+      const id = `chat-doc-${consultationId}-${d.document_id}`;
+      const box = el("input", { type: "checkbox", id, value: d.document_id });
+      box.checked = chosen.has(d.document_id);
+      box.addEventListener("change", () => {
+        if (box.checked) chosen.add(d.document_id);
+        else chosen.delete(d.document_id);
+        showChosen();
+      });
+      docsPanel.append(el("div", { class: "chat-doc" }, box, el("label", { for: id, text: d.filename })));
+    }
+  });
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = chatInput.value.trim();
+    if (!text && !chosen.size) return;
+    sendBtn.disabled = true;
+    chatError.hidden = true;
+    try {
+      const payload = { consultation_id: consultationId, text };
+      if (chosen.size) payload.document_ids = [...chosen];
+      await live.request("chat:send", payload);
+      chatInput.value = "";
+      chosen = new Set();
+      showChosen();
+      docsPanel.hidden = true;
+      attachBtn.setAttribute("aria-expanded", "false");
+    } catch (err) {
+      chatError.textContent = tr("call.send_failed", { message: err?.message || err });
+      chatError.hidden = false;
+    } finally {
+      sendBtn.disabled = false;
+      chatInput.focus();
+    }
+  });
+
+  // --- the other side and the server ---
+  const mine = (p) => p?.consultation_id === consultationId;
+  const onSignal = (p) => {
+    if (mine(p)) connection?.handleSignal(p.data);
+  };
+  const onHangupEvent = (p) => {
+    // The counterpart changed (a transfer): start over and wait for the new one's offer.
+    if (mine(p)) connection?.renew();
+  };
+  const onAway = (p) => {
+    if (!mine(p)) return;
+    peerAway = true;
+    showState();
+  };
+  const onRejoined = (p) => {
+    if (!mine(p)) return;
+    peerAway = false;
+    showState();
+    if (!polite) connection?.renew(); // the staff side offers again, on a fresh connection
+  };
+  const onLiveState = (s) => {
+    offline = s === "reconnecting" || s === "connecting";
+    showState();
+  };
+  live.on("signal", onSignal);
+  live.on("call:hangup", onHangupEvent);
+  live.on("peer:away", onAway);
+  live.on("peer:rejoined", onRejoined);
+  const unState = live.onState ? live.onState(onLiveState) : null;
+
+  let destroyed = false;
+  function destroy() {
+    if (destroyed) return;
+    destroyed = true;
+    live.off("chat:message", onMessage);
+    live.off("chat:history", onHistory);
+    live.off("signal", onSignal);
+    live.off("call:hangup", onHangupEvent);
+    live.off("peer:away", onAway);
+    live.off("peer:rejoined", onRejoined);
+    if (typeof unState === "function") unState();
+    connection?.close();
+    remoteVideo.srcObject = null;
+    localVideo.srcObject = null;
+    root.replaceChildren();
+  }
+  return { destroy, connection };
+}

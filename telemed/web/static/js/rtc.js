@@ -1,0 +1,304 @@
+// One WebRTC call between the patient and their current staff counterpart.
+//
+// The perfect negotiation pattern (W3C WebRTC 1.0, section 10.7): either side may offer;
+// on a collision the polite peer (the patient) rolls back and answers, the impolite one
+// (staff) ignores the other's offer. Signals go through the server's `signal` relay:
+// descriptions as {type, sdp} (docs/realtime.md), candidates as {candidate}.
+//
+// Recovery: a connection that fails (or stays disconnected, or whose network changes)
+// gets an ICE restart; after `maxRestarts` failed restarts the impolite side builds a
+// fresh RTCPeerConnection and offers with `fresh: true`, and the other side answers on a
+// fresh one too. An offer nobody answered is sent again (a lost relay or a page that
+// mounted late), so the two sides never wait on each other for ever.
+//
+// States: 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'closed', each change
+// through one setState() that logs `old -> new` and dispatches a 'state' event.
+
+const RESEND_MS = 4000; // an offer without an answer after this is sent again
+const DISCONNECTED_MS = 2500; // 'disconnected' this long is treated as a failure
+
+export class CallConnection extends EventTarget {
+  constructor({
+    live,
+    consultationId,
+    polite,
+    iceServers = [],
+    media = { audio: true, video: true },
+    maxRestarts = 2,
+    maxFresh = 3,
+    onState = null,
+    onRemoteStream = null,
+  }) {
+    super();
+    this.live = live;
+    this.consultationId = consultationId;
+    this.polite = Boolean(polite);
+    this.iceServers = iceServers || [];
+    this.media = media;
+    this.maxRestarts = maxRestarts;
+    this.maxFresh = maxFresh;
+    this.state = "connecting";
+    this.localStream = null;
+    this.remoteStream = null;
+    this.pc = null;
+    this.restarts = 0; // ICE restarts since the last 'connected'
+    this.freshCount = 0; // fresh connections since the last 'connected'
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.answerPending = false; // SRD(answer) in flight (perfect negotiation's guard)
+    this.closed = false;
+    this.timers = new Set();
+    if (onState) this.addEventListener("state", (e) => onState(e.detail));
+    if (onRemoteStream) this.addEventListener("remotestream", (e) => onRemoteStream(e.detail));
+    this.onNetworkChange = () => this.restartIce("network change");
+    this.audioMuted = false;
+    this.cameraOff = false;
+  }
+
+  /** Take the camera/microphone (as the channel asks) and open the first connection. */
+  async start() {
+    const wants = { audio: Boolean(this.media.audio), video: Boolean(this.media.video) };
+    if (wants.audio || wants.video) {
+      this.localStream = await navigator.mediaDevices.getUserMedia(
+        wants.video ? { audio: wants.audio, video: { width: 1280, height: 720 } } : wants,
+      );
+      if (this.closed) {
+        this.stopLocal();
+        return;
+      }
+    }
+    window.addEventListener("online", this.onNetworkChange);
+    navigator.connection?.addEventListener?.("change", this.onNetworkChange);
+    this.build();
+  }
+
+  /** Apply one relayed signal: {type, sdp} (or {description}) or {candidate}. */
+  async handleSignal(data) {
+    if (this.closed || !data) return;
+    const description = data.description || (data.type && data.sdp ? data : null);
+    try {
+      if (description) {
+        await this.applyDescription(
+          { type: description.type, sdp: description.sdp },
+          Boolean(data.fresh),
+        );
+      } else if (data.candidate) {
+        await this.addCandidate(data.candidate);
+      }
+    } catch (err) {
+      console.warn("rtc: signal not applied", err);
+    }
+  }
+
+  async applyDescription(description, fresh) {
+    // A fresh offer means the other side threw its connection away: so do we.
+    if (fresh && description.type === "offer" && this.pc?.remoteDescription) this.build();
+    const pc = this.pc;
+    if (!pc) return;
+    const readyForOffer =
+      !this.makingOffer && (pc.signalingState === "stable" || this.answerPending);
+    const collision = description.type === "offer" && !readyForOffer;
+    this.ignoreOffer = !this.polite && collision;
+    if (this.ignoreOffer) return;
+    this.answerPending = description.type === "answer";
+    try {
+      await pc.setRemoteDescription(description); // rolls our offer back when polite
+    } catch (err) {
+      this.answerPending = false;
+      if (description.type !== "offer") throw err;
+      // An offer this connection cannot take (e.g. new DTLS keys): take it on a fresh one.
+      this.build();
+      await this.pc.setRemoteDescription(description);
+    }
+    this.answerPending = false;
+    if (description.type === "offer") {
+      await this.pc.setLocalDescription();
+      this.send({ type: this.pc.localDescription.type, sdp: this.pc.localDescription.sdp });
+    }
+  }
+
+  async addCandidate(candidate) {
+    try {
+      await this.pc?.addIceCandidate(candidate);
+    } catch (err) {
+      if (!this.ignoreOffer) console.warn("rtc: candidate not added", err);
+    }
+  }
+
+  /** Mute or unmute the microphone (the track stays, so nothing is renegotiated). */
+  setMuted(muted) {
+    this.audioMuted = Boolean(muted);
+    for (const track of this.localStream?.getAudioTracks() || []) track.enabled = !muted;
+  }
+
+  /** Turn the camera off or on (black frames while off; no renegotiation). */
+  setCameraOff(off) {
+    this.cameraOff = Boolean(off);
+    for (const track of this.localStream?.getVideoTracks() || []) track.enabled = !off;
+  }
+
+  /** Restart ICE (a network change, a failure); a fresh connection after too many. */
+  restartIce(why) {
+    if (this.closed || !this.pc) return;
+    if (this.restarts >= this.maxRestarts) {
+      this.freshStart(why);
+      return;
+    }
+    this.restarts += 1;
+    console.info(`rtc: ICE restart ${this.restarts}/${this.maxRestarts} (${why})`);
+    this.setState("reconnecting");
+    this.pc.restartIce(); // fires negotiationneeded: an offer with new ICE credentials
+  }
+
+  /** Throw the connection away and negotiate a fresh one (the impolite side offers). */
+  freshStart(why) {
+    if (this.closed) return;
+    if (this.freshCount >= this.maxFresh) {
+      this.setState("failed");
+      return;
+    }
+    this.freshCount += 1;
+    this.restarts = 0;
+    console.info(`rtc: fresh connection ${this.freshCount}/${this.maxFresh} (${why})`);
+    this.setState(this.state === "connecting" ? "connecting" : "reconnecting");
+    this.build({ fresh: true });
+  }
+
+  /** The counterpart changed (a transfer) or came back: start over on a fresh connection. */
+  renew() {
+    if (this.closed) return;
+    this.restarts = 0;
+    this.freshCount = 0;
+    this.setState("connecting");
+    this.build({ fresh: true });
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    window.removeEventListener("online", this.onNetworkChange);
+    navigator.connection?.removeEventListener?.("change", this.onNetworkChange);
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.dropPc();
+    this.stopLocal();
+    this.setState("closed");
+  }
+
+  // --- inside ----------------------------------------------------------------------------
+
+  build({ fresh = false } = {}) {
+    this.dropPc();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.pc = pc;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.answerPending = false;
+    this.freshOffer = fresh && !this.polite;
+    this.remoteStream = null;
+    this.dispatchEvent(new CustomEvent("remotestream", { detail: null }));
+    pc.ontrack = ({ track }) => {
+      if (this.pc !== pc) return;
+      // A new stream object each time, so a <video> showing it reloads with every track.
+      const tracks = (this.remoteStream?.getTracks() || []).filter((t) => t !== track);
+      this.remoteStream = new MediaStream([...tracks, track]);
+      this.dispatchEvent(new CustomEvent("remotestream", { detail: this.remoteStream }));
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      if (this.pc === pc && candidate) this.send({ candidate: candidate.toJSON() });
+    };
+    pc.onnegotiationneeded = () => this.offer(pc);
+    pc.onconnectionstatechange = () => this.onConnectionState(pc);
+    if (this.localStream) {
+      for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    } else {
+      // Chat-only or a side without devices still receives what the other sends.
+      if (this.media.audio) pc.addTransceiver("audio", { direction: "recvonly" });
+      if (this.media.video) pc.addTransceiver("video", { direction: "recvonly" });
+    }
+    return pc;
+  }
+
+  async offer(pc) {
+    if (this.pc !== pc || this.closed) return;
+    try {
+      this.makingOffer = true;
+      await pc.setLocalDescription();
+      if (this.pc !== pc) return;
+      const data = { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
+      if (this.freshOffer) data.fresh = true;
+      this.send(data);
+      this.resendLater(pc);
+    } catch (err) {
+      console.warn("rtc: offer failed", err);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  resendLater(pc) {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.pc !== pc || this.closed || pc.signalingState !== "have-local-offer") return;
+      const d = pc.localDescription; // now with the gathered candidates in it
+      const data = { type: d.type, sdp: d.sdp };
+      if (this.freshOffer) data.fresh = true;
+      this.send(data);
+      this.resendLater(pc);
+    }, RESEND_MS);
+    this.timers.add(timer);
+  }
+
+  onConnectionState(pc) {
+    if (this.pc !== pc || this.closed) return;
+    const s = pc.connectionState;
+    if (s === "connected") {
+      this.restarts = 0;
+      this.freshCount = 0;
+      this.freshOffer = false;
+      this.setState("connected");
+    } else if (s === "disconnected") {
+      this.setState("reconnecting");
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        if (this.pc === pc && pc.connectionState === "disconnected") {
+          this.restartIce("disconnected");
+        }
+      }, DISCONNECTED_MS);
+      this.timers.add(timer);
+    } else if (s === "failed") {
+      // Only the impolite side starts over on a fresh connection; both restart ICE.
+      if (this.restarts >= this.maxRestarts && this.polite) {
+        this.setState("reconnecting");
+        return;
+      }
+      this.restartIce("failed");
+    }
+  }
+
+  send(data) {
+    if (this.closed) return;
+    this.live
+      .request("signal", { consultation_id: this.consultationId, data })
+      .catch((err) => console.info("rtc: signal not relayed", err?.code || err));
+  }
+
+  setState(next) {
+    if (next === this.state) return;
+    console.info(`rtc: ${this.state} -> ${next}`);
+    this.state = next;
+    this.dispatchEvent(new CustomEvent("state", { detail: next }));
+  }
+
+  dropPc() {
+    const pc = this.pc;
+    this.pc = null;
+    if (!pc) return;
+    pc.ontrack = pc.onicecandidate = pc.onnegotiationneeded = pc.onconnectionstatechange = null;
+    pc.close();
+  }
+
+  stopLocal() {
+    for (const track of this.localStream?.getTracks() || []) track.stop();
+  }
+}
