@@ -39,6 +39,7 @@ from telemed.consultation import State
 from telemed.db import Database
 from telemed.errors import InvalidState, NotFound, PayloadTooLarge, TelemedError
 from telemed.models import (
+    Appointment,
     Consultation,
     ConsultationDocument,
     ConsultationLeg,
@@ -172,7 +173,8 @@ async def can_read(session: AsyncSession, *, role: Role, actor_id: str, patient_
 
     The patient reads their own card. A staff member reads it when they served (have or
     had a leg on) any consultation of that patient, or are now the consultant, the doctor
-    or the doctor being waited for of one of the patient's open consultations. The
+    or the doctor being waited for of one of the patient's open consultations, or the doctor
+    of a booked appointment that has not started yet (to prepare, R-DOCS-1). The
     administrator manages lists and staff and has no need of medical documents: no access.
     """
     if role is Role.PATIENT:
@@ -193,7 +195,18 @@ async def can_read(session: AsyncSession, *, role: Role, actor_id: str, patient_
         .where(Consultation.patient_id == patient_id, or_(served, assigned))
         .limit(1)
     )
-    return found is not None
+    if found is not None:
+        return True
+    booked = await session.scalar(
+        select(Appointment.id)
+        .where(
+            Appointment.patient_id == patient_id,
+            Appointment.doctor_id == actor_id,
+            Appointment.state == "booked",
+        )
+        .limit(1)
+    )
+    return booked is not None
 
 
 async def sent_for_second_opinion(session: AsyncSession, *, actor_id: str, doc: Document) -> bool:

@@ -247,3 +247,27 @@ async def test_the_slot_horizon_moves_forward_as_days_pass(clinic: Clinic) -> No
     clinic.app.clock.advance(timedelta(days=7))
     await clinic.tick()
     assert await thursdays() == ["2026-01-22", "2026-01-29"]
+
+
+async def test_the_booked_doctor_reads_the_card_before_the_start_and_not_after_a_cancel(
+    clinic: Clinic,
+) -> None:
+    """R-DOCS-1: the doctor of a booked appointment studies the documents in advance; another
+    doctor does not, and a cancelled booking gives no access."""
+    doctor, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
+    other, _ = await clinic.doctor(Role.THERAPIST, "other")
+    patient = await clinic.patient()
+    me = await (await clinic.app.client.get("/api/v1/me", headers=bearer(patient))).json()
+    card = f"/api/v1/documents?patient_id={me['user_id']}"
+
+    async def status(token: str) -> int:
+        return (await clinic.app.client.get(card, headers=bearer(token))).status
+
+    assert await status(doctor) == 404
+    booked = await clinic.book(patient, doctor_id, FIRST_SLOT, requires_documents=True)
+    assert (await status(doctor), await status(other)) == (200, 404)
+    resp = await clinic.app.client.post(
+        f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient)
+    )
+    assert resp.status == 200
+    assert await status(doctor) == 404
