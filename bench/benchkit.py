@@ -353,8 +353,8 @@ async def seed(db_url: str, *, pairs: int = 0, waiting: int = 0, consultants: in
                 (AuthToken, tokens),
                 (Consultation, consultations),
             ):
-                for chunk in itertools.batched(rows, 2000):
-                    await conn.execute(insert(model), list(chunk))
+                for start in range(0, len(rows), 2000):
+                    await conn.execute(insert(model), rows[start : start + 2000])
     finally:
         await engine.dispose()
     return out
