@@ -294,6 +294,7 @@ function showConsultation(focus) {
     return;
   }
   if (location.hash !== "#consultation") history.replaceState(null, "", "#consultation");
+  document.querySelector('[data-screen="waiting"]').dataset.consultationId = c.consultation_id;
   if (WAITING.has(c.state)) {
     destroyCall();
     renderWaiting(c);
@@ -359,10 +360,16 @@ function renderWaiting(c) {
   const seconds = c.estimated_wait_seconds;
   $("queue-wait").textContent = seconds === undefined || seconds === null ? "—"
     : seconds < 60 ? t("waiting.under_minute") : t("waiting.minutes", { n: Math.round(seconds / 60) });
+  renderDocs(c, $("waiting-docs-slot"));
+}
+
+/** R-DOCS-1: a booking that needs documents shows how to add them, waiting or in the call. */
+function renderDocs(c, slot) {
   const needed = Boolean(c.documents_required);
+  slot.append($("docs-needed"), $("docs-added"));
   $("docs-needed").hidden = !needed;
+  $("docs-added").hidden = needed || !c.documents_added;
   if (needed) loadWaitingDocs();
-  else $("docs-added").hidden = !c.documents_added;
 }
 
 async function loadWaitingDocs() {
@@ -388,7 +395,8 @@ document.querySelector('[data-testid="attach-documents"]').addEventListener("cli
     if (!chosen.length) throw new ApiError("pick_one", t("waiting.pick_one"));
     for (const id of chosen) await api.post(`/consultations/${consultation.consultation_id}/documents`, { document_id: id });
     consultation = { ...consultation, documents_required: false, documents_added: true }; // R-DOCS-1 satisfied
-    renderWaiting(consultation);
+    if (screen === "call") renderDocs(consultation, $("call-docs-slot"));
+    else renderWaiting(consultation);
   });
 });
 
@@ -402,6 +410,8 @@ document.querySelector('[data-testid="leave-queue"]').addEventListener("click", 
 
 function renderCall(c) {
   const who = c.counterpart;
+  document.querySelector('[data-screen="call"]').dataset.consultationId = c.consultation_id;
+  renderDocs(c, $("call-docs-slot"));
   $("call-who").textContent = who ? t("call.with", { role: TEXTS[i18n.lang].role[who.role] || who.role, name: who.name || "" }) : "";
   // One mounted call per consultation and counterpart: a transfer brings a new peer.
   const key = `${c.consultation_id}:${who?.role || ""}:${who?.name || ""}`;

@@ -16,7 +16,8 @@ export function setupI18n(dictionaries) {
   }
 
   function lookup(dict, key) {
-    // Dotted keys reach nested dictionaries: t("names.camera").
+    // A flat key first ("call.mute", as merged from CALL_STRINGS), then a nested path.
+    if (dict && typeof dict[key] === "string") return dict[key];
     return key.split(".").reduce((node, part) => (node && typeof node === "object" ? node[part] : undefined), dict);
   }
 
