@@ -22,8 +22,11 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
 
 from signalling import schemas
+from signalling.cluster import Cluster, drain_on_shutdown
 from signalling.ice import ice_servers
-from signalling.presence import Participant, Presence
+from signalling.manager import cancel_all, raise_if_cancelled
+from signalling.presence import Participant
+from telemed import metrics
 from telemed.config import Settings
 from telemed.consultation import (
     SYSTEM_ACTOR,
@@ -83,7 +86,9 @@ class Signalling:
         self.app = app
         self.settings = settings
         s = settings.signalling
+        self.cluster = Cluster(settings)  # with redis.url: events and presence across nodes
         self.sio = socketio.AsyncServer(
+            client_manager=self.cluster.manager,
             async_mode="aiohttp",
             cors_allowed_origins=list(settings.server.allowed_origins) or None,
             ping_interval=s.ping_interval.total_seconds(),
@@ -95,7 +100,8 @@ class Signalling:
             engineio_logger=False,
         )
         self.sio.attach(app)
-        self.presence = Presence()
+        drain_on_shutdown(app, self.sio)  # a stopping node sends its clients elsewhere
+        self.presence = self.cluster.presence
         self._dirty_queues: set[Role] = set()
         self._queue_wakeup = asyncio.Event()
         self._last_place: dict[str, tuple[int, int]] = {}
@@ -111,15 +117,17 @@ class Signalling:
 
     async def start(self) -> None:
         """Start the queue refresher and resume the grace timers of absent patients."""
+        await self.cluster.start()
         self._spawn(self._refresh_queues_forever())
         await self._resume_away_timers()
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._away_timers.values()]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._away_timers.values(), return_exceptions=True)
+        """Cancel this node's tasks (bounded: a task that swallowed its cancel is cancelled
+        again, never waited on forever), then leave the cluster."""
+        await cancel_all([*self._tasks, *self._away_timers.values()])
         self._tasks.clear()
         self._away_timers.clear()
+        await self.cluster.stop()
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -164,7 +172,7 @@ class Signalling:
                 log.exception("event %s failed", name)
                 return {"ok": False, "error": InternalError().to_dict()}
 
-        self.sio.on(name, wrapped)
+        self.sio.on(name, metrics.observed(name, wrapped))
 
     def _parse(self, schema: type[P], data: Any, extra: tuple[Any, ...]) -> P:
         if extra:
@@ -590,8 +598,7 @@ class Signalling:
             if old_peer is not None and old_peer != new_peer:
                 await self._send_state(row, to_user=old_peer)
             if new_peer is not None and new_peer != old_peer:
-                for sid in self.presence.sids(new_peer):
-                    await self._send_history(row.id, sid, 0)
+                await self._send_history(row.id, user_room(new_peer), 0)  # on any node
         for queue in {before.queue_role if before else None, now_view.queue_role} - {None}:
             assert queue is not None
             self._mark_queue(queue)
@@ -675,6 +682,7 @@ class Signalling:
                 try:
                     await self._refresh_queue(role)
                 except Exception:
+                    raise_if_cancelled()  # a driver may turn a cancel into its own error
                     log.exception("queue refresh of %s failed", role.value)
             await asyncio.sleep(interval)
 

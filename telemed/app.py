@@ -15,7 +15,7 @@ from scheduler.jobs import DueWork
 from scheduler.lease import Lease, LocalLease, RedisLease
 from scheduler.runner import SchedulerRunner
 from signalling.server import Signalling
-from telemed import __version__
+from telemed import __version__, metrics
 from telemed.clock import Clock, SystemClock
 from telemed.config import Settings, SmsSettings
 from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
@@ -65,6 +65,7 @@ Middleware = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_response(error: TelemedError) -> web.Response:
     """The one REST shape of an error: `{"error": {"code", "message"}}`."""
+    metrics.count_rest_error(error)
     response = web.json_response({"error": error.to_dict()}, status=error.status)
     retry = error.details.get("retry_after_seconds")
     if retry is not None:
@@ -260,6 +261,7 @@ def create_app(
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/healthz", healthz)
+    metrics.install(app, signalling, SCHEDULER)  # /metrics and /readyz
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/", index)
     app.router.add_get("/console", console)

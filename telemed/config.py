@@ -201,7 +201,17 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """Redis between nodes: Socket.IO events, presence and the scheduler lease."""
+
     url: str | None = None
+    prefix: str = "telemed"  # channel and key names, so deployments can share one Redis
+    max_connections: int = Field(default=32, ge=2)  # publishing pool; a burst waits, never drops
+    presence_ttl: Duration = timedelta(seconds=15)  # a dead node's users go offline after this
+
+    @model_validator(mode="after")
+    def _check(self) -> RedisSettings:
+        _positive(self.presence_ttl)
+        return self
 
 
 class SmsSettings(_Section):

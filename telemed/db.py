@@ -8,6 +8,7 @@ decide races the same way on both backends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,6 +65,20 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     return engine
 
 
+@asynccontextmanager
+async def _keep_cancellation() -> AsyncIterator[None]:
+    """A task cancelled mid-query must still see CancelledError: asyncpg's clean-up turns
+    it into "another operation is in progress", and a loop catching Exception carries on
+    (so a shutdown waiting for it hangs)."""
+    try:
+        yield
+    except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError() from exc
+        raise
+
+
 class Database:
     """The one way services reach the database: `read()` and `write()` sessions."""
 
@@ -77,13 +92,13 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads; rolled back at the end."""
-        async with self._reader() as session:
+        async with _keep_cancellation(), self._reader() as session:
             yield session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed if the block ends normally, rolled back on error."""
-        async with self._writer() as session, session.begin():
+        async with _keep_cancellation(), self._writer() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
