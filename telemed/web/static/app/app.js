@@ -78,11 +78,15 @@ async function act(button, fn) {
   }
 }
 
-function toast(text, { testid = "toast", actions = [], sticky = false } = {}) {
+function toast(text, { testid = "toast", actions = [], sticky = false, passing = true } = {}) {
   const close = el("button", { type: "button", class: "link", "aria-label": t("reminder.close"), onclick: () => box.remove() }, "×");
   const box = el("div", { class: "toast", role: "status", testid }, el("p", {}, text), ...actions, close);
   $("toasts").append(box);
-  if (!sticky) setTimeout(() => box.remove(), 8000);
+  if (!sticky) {
+    // Gone after 5 s (or on the next screen, when passing), so it never hides the page for long.
+    if (passing) box.dataset.passing = "true";
+    setTimeout(() => box.remove(), 5000);
+  }
   return box;
 }
 
@@ -102,7 +106,10 @@ function confirmThen(button, question, fn) {
 // --- screens --------------------------------------------------------------------------------
 
 function show(name, { focus = true } = {}) {
-  if (name !== screen) say("");
+  if (name !== screen) {
+    say("");
+    for (const old of document.querySelectorAll('.toast[data-passing="true"]')) old.remove();
+  }
   screen = name;
   for (const section of document.querySelectorAll("[data-screen]")) section.hidden = section.dataset.screen !== name;
   const loggedIn = Boolean(me && !me.consent_required);
@@ -281,7 +288,7 @@ function onConsultationClosed(data) {
   destroyCall();
   consultation = null;
   closedNote = TEXTS[i18n.lang].closed[data.reason] || t("call.ended");
-  toast(closedNote, { testid: "consultation-closed" });
+  toast(closedNote, { testid: "consultation-closed", passing: false });
   if (screen === "waiting" || screen === "call" || location.hash === "#consultation") go("home");
 }
 
