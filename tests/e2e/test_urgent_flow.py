@@ -179,11 +179,12 @@ async def test_urgent_flow_from_the_queue_to_the_signed_conclusion_in_the_calend
         await expect(c.get_by_test_id("found-patient")).to_contain_text("полис E-1")
         await console_shots(consultant, "console-tools")
 
-        # R-LIMIT-URG: the clock moves to two minutes before the limit: the warning.
+        # R-LIMIT-URG: the clock moves to two minutes before the limit: the warning. (The
+        # shot comes first: the page counts down on its own clock, which did not jump.)
+        await console_shots(therapist, "console-call-doctor")
         stage.app.clock.advance(timedelta(minutes=28, seconds=5))
         await stage.tick()
         await expect(d.get_by_test_id("limit-warning")).to_be_visible(timeout=WAIT)
-        await console_shots(therapist, "console-call-doctor")
 
         # R-URG-5: the therapist ends the leg; the patient is back with the consultant.
         await d.get_by_test_id("end-leg").click()

@@ -232,7 +232,7 @@ function renderQueueItems(items) {
 function arrivalAlert() {
   const alert = $("queue-alert");
   alert.hidden = false;
-  document.title = `🔔 ${t("queue.alert")}`;
+  document.title = `● ${t("queue.alert")}`;
   beep();
 }
 
