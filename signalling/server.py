@@ -241,8 +241,8 @@ class Signalling:
                 to=old,
             )
             self._spawn(self.sio.disconnect(old))
-        after = auth.get("last_message_id", 0) if isinstance(auth, dict) else 0
-        self._spawn(self._welcome(participant, after if isinstance(after, int) else 0))
+        after = auth.get("last_message_id") if isinstance(auth, dict) else None
+        self._spawn(self._welcome(participant, message_id_of(after)))
 
     async def _welcome(self, who: Participant, last_message_id: int) -> None:
         """Tell a (re)connected client its session and give back its open consultations."""
@@ -704,6 +704,18 @@ class Signalling:
             self._last_place[item.consultation_id] = place
             row = await self.services.consultations.get(item.consultation_id)
             await self._send_state(row)
+
+
+def message_id_of(value: Any) -> int:
+    """A client's `last_message_id`: message ids are strings of digits (as in
+    `chat:message`); an int is taken too; anything else means "from the start"."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+        return int(value)
+    return 0
 
 
 def queue_item(item: Any) -> dict[str, Any]:
