@@ -96,6 +96,7 @@ class Server:
     name: str
     proc: asyncio.subprocess.Process
     port: int
+    log: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -104,6 +105,12 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def errors_logged(self) -> int:
+        """ERROR lines the server wrote so far (its log goes to a file, not the terminal)."""
+        if self.log is None or not self.log.exists():
+            return 0
+        return sum('"level": "error"' in line for line in self.log.read_text().splitlines())
 
     async def stop(self) -> None:
         if self.proc.returncode is None:
@@ -159,6 +166,7 @@ async def start_telemed(
 ) -> Server:
     """A real `telemed serve` process on a free port, once /healthz answers."""
     port = free_port()
+    log = (cwd / f"{name}.log").open("ab")  # the server's JSON log, for errors_logged()
     proc = await asyncio.create_subprocess_exec(
         telemed_exe(),
         "serve",
@@ -170,8 +178,10 @@ async def start_telemed(
         env=env,
         cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL,
+        stderr=log,
     )
-    server = Server(name, proc, port)
+    log.close()
+    server = Server(name, proc, port, cwd / f"{name}.log")
     try:
         await wait_ready(server.url)
     except BaseException:
