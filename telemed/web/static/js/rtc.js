@@ -209,6 +209,10 @@ export class CallConnection extends EventTarget {
     };
     pc.onnegotiationneeded = () => this.offer(pc);
     pc.onconnectionstatechange = () => this.onConnectionState(pc);
+    // An ICE restart on a live connection may not change connectionState at all: the
+    // finished negotiation or ICE being connected again says it is back.
+    pc.oniceconnectionstatechange = () => this.onConnectionState(pc);
+    pc.onsignalingstatechange = () => this.onConnectionState(pc);
     if (this.localStream) {
       for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     } else {
@@ -252,7 +256,12 @@ export class CallConnection extends EventTarget {
   onConnectionState(pc) {
     if (this.pc !== pc || this.closed) return;
     const s = pc.connectionState;
-    if (s === "connected") {
+    // The ICE and signalling events repeat a state: act on each connectionState once.
+    const repeated = s === pc.lastSeenState;
+    pc.lastSeenState = s;
+    if (repeated && s !== "connected") return;
+    const iceUp = ["connected", "completed"].includes(pc.iceConnectionState);
+    if (s === "connected" && iceUp && pc.signalingState === "stable") {
       this.restarts = 0;
       this.freshCount = 0;
       this.freshOffer = false;
@@ -294,7 +303,8 @@ export class CallConnection extends EventTarget {
     const pc = this.pc;
     this.pc = null;
     if (!pc) return;
-    pc.ontrack = pc.onicecandidate = pc.onnegotiationneeded = pc.onconnectionstatechange = null;
+    pc.ontrack = pc.onicecandidate = pc.onnegotiationneeded = null;
+    pc.onconnectionstatechange = pc.oniceconnectionstatechange = pc.onsignalingstatechange = null;
     pc.close();
   }
 
