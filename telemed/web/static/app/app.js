@@ -113,7 +113,8 @@ function show(name, { focus = true } = {}) {
   screen = name;
   for (const section of document.querySelectorAll("[data-screen]")) section.hidden = section.dataset.screen !== name;
   const loggedIn = Boolean(me && !me.consent_required);
-  $("nav").hidden = !loggedIn;
+  $("nav").hidden = !loggedIn || name === "who";
+  renderActing();
   for (const link of document.querySelectorAll("#nav a")) {
     if (link.getAttribute("href") === `#${name}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -177,8 +178,62 @@ $("code-form").addEventListener("submit", (event) => {
     $("code").value = "";
     $("code-form").hidden = true;
     $("phone-form").hidden = false;
-    await enter();
+    // Several people insured on this phone (a parent and a child): ask who it is for first.
+    if (session.patients?.length > 1) return showWho();
+    return enter();
   });
+});
+
+// --- whose app it is: several insured people on one phone (R-ROUTE-1, a parent for a child) ---
+
+function people() {
+  return api.session?.patients || [];
+}
+
+function renderActing() {
+  const several = people().length > 1 && api.session;
+  $("acting").hidden = !several || screen === "login";
+  if (!several) return;
+  const current = people().find((p) => p.patient_id === api.session.user_id);
+  $("acting-name").textContent = me?.full_name || current?.full_name || "";
+  for (const line of document.querySelectorAll('[data-testid="consultation-for"]')) {
+    line.textContent = t("who.for", { name: $("acting-name").textContent });
+  }
+}
+
+function showWho() {
+  show("who");
+  const list = $("who-list");
+  list.replaceChildren(...people().map((person) => {
+    const current = person.patient_id === api.session?.user_id;
+    return el("li", {}, el("button", {
+      type: "button",
+      class: current ? "primary" : "",
+      testid: "patient-choice",
+      "data-patient-id": person.patient_id,
+      "aria-current": current ? "true" : null,
+      onclick: (event) => act(event.currentTarget, () => switchTo(person.patient_id)),
+    }, person.full_name));
+  }));
+}
+
+/** Act for another person on the phone: a new token for them, then their own app. */
+async function switchTo(patientId) {
+  if (patientId !== api.session.user_id) {
+    const patients = people();
+    const issued = await api.post("/auth/switch", { patient_id: patientId });
+    stopLive();
+    me = null;
+    api.setSession({ ...issued, patients });
+  }
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  await enter();
+}
+
+$("acting").querySelector('[data-testid="switch-patient"]').addEventListener("click", () => {
+  // One consultation at a time: the person in the queue or the call keeps the app until it ends.
+  if (consultation && (WAITING.has(consultation.state) || IN_CALL.has(consultation.state))) return say(t("who.busy"));
+  return showWho();
 });
 
 async function showConsent() {

@@ -12,6 +12,11 @@ export const TEXTS = {
       phone: "Номер телефона", phone_hint: "+7 900 000-00-00", send: "Получить код",
       code: "Код из SMS", verify: "Войти", change: "Другой номер", sent: "Код отправлен на {phone}.",
     },
+    who: {
+      title: "Кому нужен врач?", acting: "Пациент:", switch: "Сменить", for: "Консультация для: {name}",
+      intro: "На этот телефон застраховано несколько человек. Выберите, для кого консультация: календарь, медкарта и записи откроются этого человека.",
+      busy: "Сменить пациента можно после окончания консультации.",
+    },
     consent: { title: "Согласие на обработку персональных данных", accept: "Принимаю" },
     profile: {
       title: "Профиль", name: "ФИО", phone: "Телефон", birth: "Дата рождения", timezone: "Часовой пояс",
@@ -83,6 +88,11 @@ export const TEXTS = {
     check: {
       title: "Connection check", intro: "We check your camera, microphone and internet: a short test call to our server shows that video and sound get through.",
       channel: "How do you want to talk to the doctor?", preview: "Camera picture", level: "Microphone volume",
+    who: {
+      title: "Who needs the doctor?", acting: "Patient:", switch: "Change", for: "Consultation for: {name}",
+      intro: "Several people are insured on this phone. Choose who the consultation is for: their calendar, medical card and records open.",
+      busy: "You can change the patient when the consultation is over.",
+    },
       run: "Start the check", again: "Check again", continue: "Continue",
       asking: "Allow the browser to use the camera and microphone…", no_devices: "The camera or microphone is not available: {message}",
       speed: "Measuring the internet speed…", calling: "Test call: say something and look at the camera…",

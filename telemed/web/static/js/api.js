@@ -58,7 +58,8 @@ export function createApi({ storageKey }) {
   }
 
   function setSession(value) {
-    session = value ? { token: value.token, role: value.role, user_id: value.user_id } : null;
+    // `patients`: everyone insured on the phone (the login's answer), kept across a switch.
+    session = value ? { token: value.token, role: value.role, user_id: value.user_id, patients: value.patients || [] } : null;
     if (session) localStorage.setItem(storageKey, JSON.stringify(session));
     else localStorage.removeItem(storageKey);
   }
