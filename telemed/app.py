@@ -211,7 +211,10 @@ def create_app(
         if settings.scheduler.enabled:
             await runner.start()
         yield
-        await runner.stop()
+        try:  # releasing the lease needs Redis; an outage must not skip the rest of the stop
+            await runner.stop()
+        except Exception:
+            log.exception("scheduler did not stop cleanly; its lease expires by itself")
         await signalling.stop()
         await auth.drain()
         for made in (sender if sms is None else None, push):

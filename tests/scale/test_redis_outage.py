@@ -20,7 +20,8 @@ OUTAGE = 10.0  # seconds of real time: a fault test, bounded
 
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    """A redis-server of this test only; reaped whatever happens."""
+    """A redis-server of this test only; reaped whatever happens. Ask for it before the
+    nodes, so it outlives them (they release the scheduler lease on the way out)."""
     server = PrivateRedis(tmp_path)
     server.start()
     try:
@@ -49,7 +50,7 @@ async def signal_arrives(sender: Live, receiver: Live, cid: str, n: int) -> None
 
 
 async def test_a_redis_outage_keeps_each_node_serving_and_heals_without_a_restart(
-    make_nodes: Callable[..., Awaitable[Nodes]], private_redis: PrivateRedis
+    private_redis: PrivateRedis, make_nodes: Callable[..., Awaitable[Nodes]]
 ) -> None:
     """Same-node chat and signalling go on while Redis is down; /readyz answers 503
     naming redis and `telemed_redis_up` is 0; when Redis is back cross-node events flow
