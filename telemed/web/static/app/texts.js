@@ -79,6 +79,11 @@ export const TEXTS = {
       phone: "Phone number", phone_hint: "+7 900 000-00-00", send: "Get a code",
       code: "Code from the SMS", verify: "Log in", change: "Another number", sent: "The code was sent to {phone}.",
     },
+    who: {
+      title: "Who needs the doctor?", acting: "Patient:", switch: "Change", for: "Consultation for: {name}",
+      intro: "Several people are insured on this phone. Choose who the consultation is for: their calendar, medical card and records open.",
+      busy: "You can change the patient when the consultation is over.",
+    },
     consent: { title: "Consent to personal data processing", accept: "I accept" },
     profile: {
       title: "Profile", name: "Full name", phone: "Phone", birth: "Date of birth", timezone: "Time zone",
@@ -88,11 +93,6 @@ export const TEXTS = {
     check: {
       title: "Connection check", intro: "We check your camera, microphone and internet: a short test call to our server shows that video and sound get through.",
       channel: "How do you want to talk to the doctor?", preview: "Camera picture", level: "Microphone volume",
-    who: {
-      title: "Who needs the doctor?", acting: "Patient:", switch: "Change", for: "Consultation for: {name}",
-      intro: "Several people are insured on this phone. Choose who the consultation is for: their calendar, medical card and records open.",
-      busy: "You can change the patient when the consultation is over.",
-    },
       run: "Start the check", again: "Check again", continue: "Continue",
       asking: "Allow the browser to use the camera and microphone…", no_devices: "The camera or microphone is not available: {message}",
       speed: "Measuring the internet speed…", calling: "Test call: say something and look at the camera…",
