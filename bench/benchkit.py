@@ -201,6 +201,28 @@ async def start_python(name: str, script: Path, args: Sequence[str] = ()) -> Ser
     return server
 
 
+async def py_spy(server: Server, seconds: float, out_dir: str) -> asyncio.subprocess.Process:
+    """Record the server's stacks for `seconds` (py-spy, collapsed format) into
+    `<out_dir>/<server name>.txt`; await `.wait()` on the result."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    await asyncio.to_thread(Path(out_dir).mkdir, parents=True, exist_ok=True)
+    return await asyncio.create_subprocess_exec(
+        spy,
+        "record",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "-d",
+        str(max(1, int(seconds))),
+        "-p",
+        str(server.pid),
+        "-o",
+        f"{out_dir}/{server.name}.txt",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
 def new_tmp(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 

@@ -99,7 +99,9 @@ async def bare_loop(db_url: str, consultants: list[kit.Person], sqlite: bool) ->
     return run
 
 
-async def telemed_accepts(server: kit.Server, consultants: list[kit.Person]) -> Run:
+async def telemed_accepts(
+    server: kit.Server, consultants: list[kit.Person], profile: str | None
+) -> Run:
     """Every consultant accepts the longest-waiting patient until the queue is empty."""
     run = Run("telemed consultation:accept")
     async with kit.client_session() as http:
@@ -128,7 +130,10 @@ async def telemed_accepts(server: kit.Server, consultants: list[kit.Person]) -> 
                     raise RuntimeError(f"accept keeps failing: {ack['error']}")
 
         cpu0, began = kit.cpu_seconds(server.pid), time.perf_counter()
+        spy = await kit.py_spy(server, 10, profile) if profile else None
         await asyncio.gather(*(worker(c) for c in clients))
+        if spy is not None:
+            await spy.wait()
         run.wall = time.perf_counter() - began
         run.cpu = (kit.cpu_seconds(server.pid) - cpu0) / max(1, len(run.taken))
         for client in clients:
@@ -174,7 +179,7 @@ async def one_database(kind: str, args: argparse.Namespace) -> list[tuple[object
         base = await bare_loop(url, seeded.consultants, kind == "sqlite")
         print(f"{kind}: baseline {base.rate:.0f}/s", flush=True)
         server = await kit.start_telemed(kind, env, tmp)
-        run = await telemed_accepts(server, seeded.consultants)
+        run = await telemed_accepts(server, seeded.consultants, args.profile)
         checked = await verify(url, args.patients, run)
         print(f"{kind}: telemed {run.rate:.0f}/s, exactly once: {checked}", flush=True)
     finally:
@@ -230,5 +235,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--consultants", type=int, default=20)
+    parser.add_argument("--profile", help="directory for py-spy stacks (first 10 s)")
     parser.add_argument("--dbs", default="sqlite,pg", help="sqlite and/or pg")
     asyncio.run(main(parser.parse_args()))

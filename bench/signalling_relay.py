@@ -157,6 +157,16 @@ async def connect_bare(
     return [*consultants, *patients], send
 
 
+async def drain(rec: Recorder, quiet: float = 0.5, limit: float = 30.0) -> None:
+    """Wait until late signals stop arriving, so a backlog never leaks into the next step."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        seen = len(rec.latencies)
+        await asyncio.sleep(quiet)
+        if len(rec.latencies) == seen:
+            return
+
+
 async def run_step(
     rate: int, seconds: float, send: Sender, rec: Recorder, pids: list[int], idle: float
 ) -> Step:
@@ -179,6 +189,7 @@ async def run_step(
     wall = time.perf_counter() - began
     cpu = sum(kit.cpu_seconds(p) for p in pids) - cpu0 - idle * wall
     got = list(rec.latencies)
+    await drain(rec)
     return Step(
         rate,
         sent,
@@ -190,30 +201,10 @@ async def run_step(
 
 
 async def profile(servers: list[kit.Server], args: argparse.Namespace) -> list[Any]:
-    """With --profile DIR: py-spy records each server during the --rate step (collapsed
-    stacks, one file per server; bench/stacks.py-style summaries in docs/performance.md)."""
+    """With --profile DIR: py-spy records each server during the --rate step."""
     if not args.profile:
         return []
-    spy = str(Path(sys.executable).with_name("py-spy"))
-    await asyncio.to_thread(Path(args.profile).mkdir, parents=True, exist_ok=True)
-    return [
-        await asyncio.create_subprocess_exec(
-            spy,
-            "record",
-            "--nonblocking",
-            "--format",
-            "raw",
-            "-d",
-            str(int(args.seconds)),
-            "-p",
-            str(s.pid),
-            "-o",
-            f"{args.profile}/{s.name}.txt",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        for s in servers
-    ]
+    return [await kit.py_spy(s, args.seconds, args.profile) for s in servers]
 
 
 async def measure(

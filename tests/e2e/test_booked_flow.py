@@ -225,6 +225,10 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         await tid("nav-calendar").click()
         await screen_is(page, "calendar")
         await expect(tid("conclusion")).to_contain_text(CONCLUSION, timeout=WAIT)
+        # The appointment cancelled at the start says so once, in the status mark.
+        cancelled = page.locator('[data-testid="calendar-event"][data-status="cancelled"]')
+        await expect(cancelled.get_by_test_id("event-status")).to_have_text("отменена")
+        assert (await cancelled.inner_text()).lower().count("отмен") == 1
         await fits_and_labelled(page)
         await shots(page, "patient-calendar")
         await tid("nav-records").click()

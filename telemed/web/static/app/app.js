@@ -701,6 +701,11 @@ function conclusionBlock(summary) {
     summary.doctor_name ? el("p", { class: "hint" }, `${t("calendar.doctor")}: ${summary.doctor_name}`) : null);
 }
 
+/** The server's title, without the "cancelled" it starts with: the status mark says it once. */
+function eventTitle(event) {
+  return event.status === "cancelled" ? event.title.replace(/^Отменено\.\s*/u, "") : event.title;
+}
+
 async function loadCalendar() {
   try {
     const calendar = await api.get("/calendar");
@@ -711,7 +716,7 @@ async function loadCalendar() {
     const state = TEXTS[i18n.lang].state;
     list.replaceChildren(...events.map((event) => el("li", { testid: "calendar-event", "data-type": event.type, "data-status": event.status },
       el("strong", {}, `${when(event.starts_at)} – ${when(event.ends_at, { timeStyle: "short" })}`),
-      el("p", {}, `${event.title} · ${state[event.status] || event.status}`),
+      el("p", {}, `${eventTitle(event)} · `, el("span", { class: `status status-${event.status}`, testid: "event-status" }, state[event.status] || event.status)),
       event.conclusion ? conclusionBlock(event.conclusion) : null)));
   } catch (error) {
     say(explain(error));
