@@ -224,6 +224,7 @@ async function switchTo(patientId) {
     const issued = await api.post("/auth/switch", { patient_id: patientId });
     stopLive();
     me = null;
+    showFeed(null);
     api.setSession({ ...issued, patients });
   }
   if (location.hash) history.replaceState(null, "", location.pathname);
@@ -273,6 +274,7 @@ async function enter() {
 
 function showLogin(message = "") {
   me = null;
+  showFeed(null);
   stopLive();
   show("login");
   say(message);
@@ -723,6 +725,45 @@ async function loadCalendar() {
   }
   return undefined;
 }
+
+// The secret iCalendar feed (R-CAL-1): the server keeps only its hash, so the link is shown
+// once, right after it is made; a new one replaces it, and it can be turned off.
+
+function showFeed(feed) {
+  $("feed-box").hidden = !feed;
+  $("feed-url").value = feed?.url || "";
+  if (feed) $("feed-webcal").href = feed.webcal_url;
+  const create = document.querySelector('[data-testid="feed-create"]');
+  create.dataset.i18n = feed ? "feed.rotate" : "feed.create";
+  create.textContent = t(create.dataset.i18n);
+}
+
+document.querySelector('[data-testid="feed-create"]').addEventListener("click", (event) => {
+  act(event.currentTarget, async () => {
+    showFeed(await api.post("/calendar/feed"));
+    $("feed-status").textContent = t("feed.created");
+    $("feed-url").focus();
+    $("feed-url").select();
+  });
+});
+
+document.querySelector('[data-testid="feed-copy"]').addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("feed-url").value);
+    $("feed-status").textContent = t("feed.copied");
+  } catch {
+    $("feed-url").select();
+    $("feed-status").textContent = t("feed.copy_failed");
+  }
+});
+
+document.querySelector('[data-testid="feed-revoke"]').addEventListener("click", (event) => {
+  confirmThen(event.currentTarget, t("feed.revoke_confirm"), async () => {
+    await api.delete("/calendar/feed");
+    showFeed(null);
+    $("feed-status").textContent = t("feed.revoked");
+  });
+});
 
 async function loadRecords() {
   try {
