@@ -805,6 +805,10 @@ function renderProfile() {
   $("profile-birth").textContent = me.birth_date
     ? new Intl.DateTimeFormat(i18n.lang, { dateStyle: "long", timeZone: "UTC" }).format(new Date(me.birth_date)) : "—";
   $("profile-saved").textContent = "";
+  $("profile-consent").textContent = me.consent_accepted_at ? t("profile.consent_given", {
+    date: new Intl.DateTimeFormat(i18n.lang, { dateStyle: "long", timeZone: zone() }).format(new Date(me.consent_accepted_at)),
+    version: me.consent_version || "",
+  }) : "";
   const select = $("timezone");
   const all = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : RUSSIAN_ZONES;
   const others = all.filter((z) => !RUSSIAN_ZONES.includes(z));
@@ -821,6 +825,18 @@ $("profile-form").addEventListener("submit", (event) => {
   act(event.submitter, async () => {
     me = await api.patch("/me", { timezone: $("timezone").value });
     $("profile-saved").textContent = t("profile.saved");
+  });
+});
+
+// R-CONSENT-1: the consent can be withdrawn; everything else closes until it is given again.
+document.querySelector('[data-testid="consent-withdraw"]').addEventListener("click", (event) => {
+  confirmThen(event.currentTarget, t("profile.withdraw_confirm"), async () => {
+    await api.delete("/me/consent");
+    stopLive();
+    showFeed(null);
+    me = await api.get("/me");
+    history.replaceState(null, "", location.pathname);
+    await showConsent();
   });
 });
 

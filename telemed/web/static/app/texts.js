@@ -22,6 +22,8 @@ export const TEXTS = {
       title: "Профиль", name: "ФИО", phone: "Телефон", birth: "Дата рождения", timezone: "Часовой пояс",
       timezone_hint: "Время записей и календаря показывается в этом поясе.", save: "Сохранить",
       saved: "Сохранено.", check: "Проверка связи", logout: "Выйти",
+      consent: "Согласие на обработку персональных данных", consent_given: "Дано {date} (версия {version}).", withdraw: "Отозвать согласие",
+      withdraw_confirm: "Отозвать согласие? Без него консультации, запись, медкарта и календарь недоступны, пока вы не дадите его снова.",
     },
     check: {
       title: "Проверка связи", intro: "Проверим камеру, микрофон и интернет: короткий пробный звонок на наш сервер покажет, что видео и звук доходят.",
@@ -96,6 +98,8 @@ export const TEXTS = {
       title: "Profile", name: "Full name", phone: "Phone", birth: "Date of birth", timezone: "Time zone",
       timezone_hint: "Appointment and calendar times are shown in this zone.", save: "Save",
       saved: "Saved.", check: "Connection check", logout: "Log out",
+      consent: "Consent to personal data processing", consent_given: "Given on {date} (version {version}).", withdraw: "Withdraw the consent",
+      withdraw_confirm: "Withdraw the consent? Without it consultations, booking, the card and the calendar are closed until you give it again.",
     },
     check: {
       title: "Connection check", intro: "We check your camera, microphone and internet: a short test call to our server shows that video and sound get through.",
