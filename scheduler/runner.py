@@ -72,8 +72,11 @@ class SchedulerRunner:
                     await task
         async with self._lock:
             if self.leading:
-                await self.lease.release()
                 self.leading = False
+                try:  # releasing needs Redis; in an outage the lease lapses after its ttl
+                    await self.lease.release()
+                except Exception:
+                    log.exception("lease release failed; it expires by itself")
 
     async def _hold_lease(self) -> None:
         """Renew (or take) the lease. Never waits for work, so a long pass cannot let the

@@ -211,10 +211,7 @@ def create_app(
         if settings.scheduler.enabled:
             await runner.start()
         yield
-        try:  # releasing the lease needs Redis; an outage must not skip the rest of the stop
-            await runner.stop()
-        except Exception:
-            log.exception("scheduler did not stop cleanly; its lease expires by itself")
+        await runner.stop()
         await signalling.stop()
         await auth.drain()
         for made in (sender if sms is None else None, push):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import ADULT_PHONE, CHILD_PHONE, patient_token, staff_token
@@ -13,6 +14,7 @@ from live import Live
 from redis_server import PrivateRedis
 from scalekit import Nodes, metric_value, signalling_of, until
 
+from telemed.app import SIGNALLING
 from telemed.roles import Role
 
 OUTAGE = 10.0  # seconds of real time: a fault test, bounded
@@ -106,3 +108,32 @@ async def test_a_redis_outage_keeps_each_node_serving_and_heals_without_a_restar
     assert [(m["message_id"], m["text"]) for m in history["messages"]] == [
         (missed["message_id"], "during")
     ]
+
+
+async def test_a_leader_stops_cleanly_while_redis_is_down(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """The scheduler lease cannot be released without Redis: it lapses by its ttl, and the
+    node still closes signalling and the database (the rest of its shutdown runs)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        running = await start_app(
+            sqlite_url,
+            redis={"url": server.url},
+            scheduler={"enabled": True, "lease_ttl": "3s"},
+        )
+
+        for _ in range(200):  # bounded: the lease job runs every lease_ttl / 3
+            async with running.client.get("/healthz") as resp:
+                if (await resp.json())["scheduler"] == "leader":
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the node never took the scheduler lease")
+        signalling = running.client.app[SIGNALLING]
+        server.stop()
+        await running.client.close()  # raised from the lease release before the fix
+        assert not signalling._tasks  # signalling.stop() ran after the scheduler's stop
+    finally:
+        server.stop()
