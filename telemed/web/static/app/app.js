@@ -50,6 +50,10 @@ function when(iso, options = { dateStyle: "medium", timeStyle: "short" }) {
   return new Intl.DateTimeFormat(i18n.lang, { ...options, timeZone: zone() }).format(new Date(iso));
 }
 
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 function say(message) {
   const box = $("error");
   box.textContent = message || "";
@@ -420,10 +424,11 @@ function renderWaiting(c) {
   const doctor = c.state === "waiting_doctor";
   $("waiting-title").textContent = doctor ? t("waiting.title_doctor") : t("waiting.title");
   $("waiting-who").textContent = doctor ? t("waiting.stay_doctor") : t("waiting.stay");
-  $("queue-position").textContent = c.queue_position ? t("waiting.nth", { n: c.queue_position }) : "—";
   const seconds = c.estimated_wait_seconds;
-  $("queue-wait").textContent = seconds === undefined || seconds === null ? "—"
-    : seconds < 60 ? t("waiting.under_minute") : t("waiting.minutes", { n: Math.round(seconds / 60) });
+  // A live region (aria-live): touched only when the words change, so nothing is re-announced.
+  setText($("queue-position"), c.queue_position ? t("waiting.nth", { n: c.queue_position }) : "—");
+  setText($("queue-wait"), seconds === undefined || seconds === null ? "—"
+    : seconds < 60 ? t("waiting.under_minute") : t("waiting.minutes", { n: Math.round(seconds / 60) }));
   renderDocs(c, $("waiting-docs-slot"));
 }
 
