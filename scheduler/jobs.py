@@ -329,7 +329,11 @@ class DueWork:
             if won.rowcount != 1 or row is None or ends_at is None:  # type: ignore[attr-defined]
                 continue
             fired.add("limit_warning")
-            payload = {"consultation_id": consultation_id, "ends_at": ends_at.isoformat()}
+            payload = {
+                "consultation_id": consultation_id,
+                "ends_at": ends_at.isoformat(),
+                "server_time": now.isoformat(),  # the clock this tick read
+            }
             for user in (row.patient_id, row.doctor_id):
                 if user:
                     await self.live.to_user(user, "limit:warning", payload)

@@ -610,11 +610,13 @@ class Signalling:
         view = view_of(row)
         peer = counterpart_of(view)
         names = await self._names(row.patient_id, peer)
+        now = self.services.clock.now()
         base: dict[str, Any] = {
             "consultation_id": row.id,
             "state": row.state,
             "kind": row.kind,
             "channel": row.channel,
+            "server_time": now.isoformat(),  # clients count down against the server's clock
         }
         if row.limit_ends_at is not None:
             base["limit_ends_at"] = row.limit_ends_at.isoformat()
@@ -622,7 +624,6 @@ class Signalling:
             base["appointment_id"] = row.appointment_id
             if await self.services.consultations.missing_documents(row.id):
                 base["documents_required"] = True  # R-DOCS-1: the patient sees what is missing
-        now = self.services.clock.now()
         patient_view = dict(base)
         if peer is not None:
             patient_view["counterpart"] = names[peer]

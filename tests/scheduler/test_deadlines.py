@@ -147,7 +147,11 @@ async def test_the_urgent_doctor_leg_is_warned_at_28_minutes_and_ends_at_30(
     clinic.app.clock.advance(timedelta(seconds=1))  # 28:00
     await clinic.tick()
     warning = await patient.wait("limit:warning")
-    assert warning == {"consultation_id": cid, "ends_at": started["limit_ends_at"]}
+    assert warning == {
+        "consultation_id": cid,
+        "ends_at": started["limit_ends_at"],
+        "server_time": clinic.app.clock.now().isoformat(),
+    }
     assert (await therapist.wait("limit:warning"))["consultation_id"] == cid
     clinic.app.clock.advance(timedelta(minutes=1, seconds=59))
     await clinic.tick()
