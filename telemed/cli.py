@@ -19,6 +19,7 @@ from telemed.db import Database
 from telemed.errors import TelemedError
 from telemed.logs import setup_logging
 from telemed.roles import STAFF_ROLES, Role
+from telemed.runtime import tune_gc_after_startup
 from telemed.services import insured
 from telemed.services.audit import Who
 from telemed.services.staff import add_staff
@@ -42,6 +43,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     app = create_app(settings)
+    if args.gc_tune:
+        tune_gc_after_startup(app)
     db_kind = "SQLite" if settings.database.is_sqlite else "PostgreSQL"
     print(
         f"telemed serving on http://{host}:{port}  (database: {db_kind}, "
@@ -114,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="serve HTTP, the pages and Socket.IO")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--no-gc-tune",
+        dest="gc_tune",
+        action="store_false",
+        help="keep CPython's garbage-collector settings (default: gc.freeze() after start-up "
+        "and a higher threshold, see docs/performance.md)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", parents=[common], help="create or upgrade the schema").set_defaults(
