@@ -198,6 +198,8 @@ function renderActing() {
   const several = people().length > 1 && api.session;
   $("acting").hidden = !several || screen === "login";
   if (!several) return;
+  // On the choosing screen itself "Change" would lead nowhere.
+  $("acting").querySelector('[data-testid="switch-patient"]').hidden = screen === "who";
   const current = people().find((p) => p.patient_id === api.session.user_id);
   $("acting-name").textContent = me?.full_name || current?.full_name || "";
   for (const line of document.querySelectorAll('[data-testid="consultation-for"]')) {
