@@ -3,12 +3,17 @@
 Writes on SQLite start with `BEGIN IMMEDIATE`: a deferred transaction that
 reads and then writes under WAL fails at once with SQLITE_BUSY when another
 writer got in first, instead of waiting `busy_timeout`. Guarded updates then
-decide races the same way on both backends.
+decide races the same way on both backends. SQLite has one writer at a time
+anyway, so the writers of one process also take turns in the event loop, first
+come first served: left to SQLite's busy handler (which polls, unfairly), one of
+twenty racing writers on a loaded machine waited past `busy_timeout` and its
+user got an internal error ("database is locked").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -79,6 +84,30 @@ async def _keep_cancellation() -> AsyncIterator[None]:
         raise
 
 
+class _WriteTurn:
+    """One SQLite write transaction of this process at a time, in arrival order. A task
+    that already holds the turn goes through (a nested write then meets SQLite's own
+    lock, as before, instead of waiting for itself forever)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None or task is not self._holder:
+            await self._lock.acquire()
+            self._holder = task
+        self._depth += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._holder = None
+            self._lock.release()
+
+
 class Database:
     """The one way services reach the database: `read()` and `write()` sessions."""
 
@@ -88,6 +117,7 @@ class Database:
         self._reader = async_sessionmaker(engine, expire_on_commit=False)
         writer_engine = engine.execution_options(**{_WRITE: True}) if self.is_sqlite else engine
         self._writer = async_sessionmaker(writer_engine, expire_on_commit=False)
+        self._write_turn = _WriteTurn() if self.is_sqlite else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -98,7 +128,8 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed if the block ends normally, rolled back on error."""
-        async with _keep_cancellation(), self._writer() as session, session.begin():
+        turn = self._write_turn if self._write_turn is not None else contextlib.nullcontext()
+        async with _keep_cancellation(), turn, self._writer() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
