@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appkit import Running
 from helpers import SYSTEM, add_patients
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+)
 
 from scheduler.runner import SchedulerRunner
 from telemed.app import SCHEDULER
@@ -121,18 +129,37 @@ def camera_file(tmp_path: Path) -> Path:
     return write_y4m(tmp_path / "camera-720p.y4m", 1280, 720, frames=30)
 
 
+# Every page's console messages and errors, per browser, printed when a test fails in it.
+_JOURNALS: dict[int, list[str]] = {}
+
+
 @asynccontextmanager
 async def chromium(camera: Path) -> AsyncIterator[Browser]:
-    """One Debian Chromium with fake devices; each person gets a context of it."""
+    """One Debian Chromium with fake devices; each person gets a context of it. When the
+    block fails, every page's console messages and errors are printed (pytest shows them)."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
             args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"],
         )
+        _JOURNALS[id(browser)] = []
         try:
             yield browser
+        except BaseException:
+            print_journal(browser)
+            raise
+        else:
+            if os.environ.get("E2E_JOURNAL"):  # to read a passing run's too
+                print_journal(browser)
         finally:
+            _JOURNALS.pop(id(browser), None)
             await browser.close()
+
+
+def print_journal(browser: Browser) -> None:
+    """Every page's console messages and errors so far, oldest first."""
+    print("\n--- browser console (all pages) ---")
+    print("\n".join(_JOURNALS.get(id(browser), [])) or "(nothing)")
 
 
 @dataclass
@@ -144,18 +171,51 @@ class Person:
     errors: list[str]
 
 
-async def person(browser: Browser, viewport: dict[str, int] | None = None) -> Person:
-    """A new context with a Windows user agent, collecting the page's JS errors."""
+def watch(page: Page, name: str, errors: list[str] | None = None) -> None:
+    """Journal the page's console and errors (printed on failure); errors also to `errors`."""
+    journal = _JOURNALS.setdefault(id(page.context.browser), [])
+
+    def note(kind: str, text: str) -> None:
+        journal.append(f"{datetime.now():%H:%M:%S.%f} {name} {kind}: {text}")
+
+    def on_console(msg: ConsoleMessage) -> None:
+        note(msg.type, msg.text)
+        if msg.type == "error" and errors is not None:
+            errors.append(msg.text)
+
+    def on_error(exc: Exception) -> None:
+        note("pageerror", str(exc))
+        if errors is not None:
+            errors.append(str(exc))
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    page.on("crash", lambda _: note("crash", "the page crashed"))
+
+
+async def person(
+    browser: Browser,
+    viewport: dict[str, int] | None = None,
+    name: str = "",
+    locale: str | None = None,
+    timezone_id: str | None = None,
+) -> Person:
+    """A new context (Windows agent) whose page's console and errors are journalled; its JS
+    errors are also in .errors."""
     major = browser.version.split(".")[0]
     context = await browser.new_context(
         user_agent=WINDOWS_AGENT.format(major=major),
         viewport=viewport or DESK,  # type: ignore[arg-type]
+        locale=locale,
+        timezone_id=timezone_id,
     )
     page = await context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    watch(page, name or f"page{len(browser.contexts)}", errors)
     return Person(context=context, page=page, errors=errors)
+
+
+NEXT_FRAME = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
 async def shot(page: Page, name: str) -> Path:
@@ -173,7 +233,7 @@ async def shots(page: Page, name: str, widths: tuple[int, ...] = (360, 1280)) ->
     saved = []
     for width in widths:
         await page.set_viewport_size({"width": width, "height": before["height"]})
-        await page.wait_for_timeout(100)  # one layout pass after the resize
+        await page.evaluate(NEXT_FRAME)  # laid out and painted at the new size
         saved.append(await shot(page, name))
     await page.set_viewport_size(before)  # type: ignore[arg-type]
     return saved

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from e2ekit import DESK, Stage, camera_file, chromium, open_stage, person, video_flowing
+from e2ekit import DESK, Stage, camera_file, chromium, open_stage, person, video_flowing, watch
 from playwright.async_api import Page, expect
 
 SETUP = """async ({polite, me}) => {
@@ -45,9 +45,10 @@ async def test_glare_ice_restart_and_a_fresh_connection_all_end_with_video_both_
     back; restartIce and a fresh connection (offered with fresh:true) recover the call."""
     stage: Stage = await open_stage(start_app, sqlite_url, tmp_path)
     async with chromium(camera_file(tmp_path)) as browser:
-        someone = await person(browser, DESK)
+        someone = await person(browser, DESK, "staff")
         staff = someone.page
         patient = await someone.context.new_page()
+        watch(patient, "patient", someone.errors)
         for page in (staff, patient):
             await page.goto(f"{stage.url}/console")
         # Both start at once: each adds its tracks and offers (a collision).

@@ -16,6 +16,7 @@
 
 const RESEND_MS = 4000; // an offer without an answer after this is sent again
 const DISCONNECTED_MS = 2500; // 'disconnected' this long is treated as a failure
+const MAX_PENDING = 64; // candidates kept for a description still on its way
 
 export class CallConnection extends EventTarget {
   constructor({
@@ -48,6 +49,10 @@ export class CallConnection extends EventTarget {
     this.answerPending = false; // SRD(answer) in flight (perfect negotiation's guard)
     this.closed = false;
     this.timers = new Set();
+    // The server relays each signal in its own task, so a candidate may overtake the
+    // description it belongs to: kept here until a remote description with its ufrag is set.
+    this.pendingCandidates = [];
+    this.early = []; // signals that came before start() built the first connection
     if (onState) this.addEventListener("state", (e) => onState(e.detail));
     if (onRemoteStream) this.addEventListener("remotestream", (e) => onRemoteStream(e.detail));
     this.onNetworkChange = () => this.restartIce("network change");
@@ -70,11 +75,18 @@ export class CallConnection extends EventTarget {
     window.addEventListener("online", this.onNetworkChange);
     navigator.connection?.addEventListener?.("change", this.onNetworkChange);
     this.build();
+    const early = this.early;
+    this.early = [];
+    for (const data of early) await this.handleSignal(data);
   }
 
   /** Apply one relayed signal: {type, sdp} (or {description}) or {candidate}. */
   async handleSignal(data) {
     if (this.closed || !data) return;
+    if (!this.pc) {
+      this.early.push(data); // the camera is still being opened: applied once it is
+      return;
+    }
     const description = data.description || (data.type && data.sdp ? data : null);
     try {
       if (description) {
@@ -91,10 +103,16 @@ export class CallConnection extends EventTarget {
   }
 
   async applyDescription(description, fresh) {
-    // A fresh offer means the other side threw its connection away: so do we.
-    if (fresh && description.type === "offer" && this.pc?.remoteDescription) this.build();
+    // A fresh offer means the other side threw its connection away: so do we (once: the
+    // same offer sent again, same SDP session, lands on the connection it built).
+    const remote = this.pc?.remoteDescription;
+    if (fresh && description.type === "offer" && remote && !sameSession(remote, description)) {
+      this.build();
+    }
     const pc = this.pc;
     if (!pc) return;
+    // An answer to an offer already answered (ours was sent again): nothing to apply.
+    if (description.type === "answer" && pc.signalingState === "stable") return;
     const readyForOffer =
       !this.makingOffer && (pc.signalingState === "stable" || this.answerPending);
     const collision = description.type === "offer" && !readyForOffer;
@@ -111,6 +129,7 @@ export class CallConnection extends EventTarget {
       await this.pc.setRemoteDescription(description);
     }
     this.answerPending = false;
+    this.flushCandidates(this.pc);
     if (description.type === "offer") {
       await this.pc.setLocalDescription();
       this.send({ type: this.pc.localDescription.type, sdp: this.pc.localDescription.sdp });
@@ -118,11 +137,29 @@ export class CallConnection extends EventTarget {
   }
 
   async addCandidate(candidate) {
+    const pc = this.pc;
+    if (!pc?.remoteDescription || !forRemote(pc, candidate)) {
+      // Its description has not come yet (or was ignored in a collision): keep it.
+      this.pendingCandidates.push(candidate);
+      this.pendingCandidates.splice(0, this.pendingCandidates.length - MAX_PENDING);
+      return;
+    }
     try {
-      await this.pc?.addIceCandidate(candidate);
+      await pc.addIceCandidate(candidate);
     } catch (err) {
       if (!this.ignoreOffer) console.warn("rtc: candidate not added", err);
     }
+  }
+
+  /** Add the kept candidates that belong to the remote description just set. */
+  flushCandidates(pc) {
+    if (!pc?.remoteDescription) return;
+    const later = [];
+    for (const candidate of this.pendingCandidates) {
+      if (!forRemote(pc, candidate)) later.push(candidate);
+      else pc.addIceCandidate(candidate).catch((err) => console.warn("rtc: candidate not added", err));
+    }
+    this.pendingCandidates = later;
   }
 
   /** Mute or unmute the microphone (the track stays, so nothing is renegotiated). */
@@ -311,4 +348,16 @@ export class CallConnection extends EventTarget {
   stopLocal() {
     for (const track of this.localStream?.getTracks() || []) track.stop();
   }
+}
+
+/** Whether two descriptions come from the same SDP session (the o= line's id). */
+function sameSession(a, b) {
+  const id = (sdp) => /^o=\S+ (\S+)/m.exec(sdp || "")?.[1];
+  return Boolean(id(a.sdp)) && id(a.sdp) === id(b.sdp);
+}
+
+/** Whether a candidate belongs to the connection's remote description (its ICE ufrag). */
+function forRemote(pc, candidate) {
+  const ufrag = candidate?.usernameFragment;
+  return !ufrag || (pc.remoteDescription?.sdp || "").includes(`a=ice-ufrag:${ufrag}\r\n`);
 }
