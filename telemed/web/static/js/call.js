@@ -22,10 +22,8 @@ export const CALL_STRINGS = {
     "call.no_devices": "Нет доступа к камере или микрофону: разрешите его в браузере.",
     "call.remote_video": "Видео собеседника",
     "call.local_video": "Ваше видео",
-    "call.mute": "Выключить микрофон",
-    "call.unmute": "Включить микрофон",
-    "call.camera_off": "Выключить камеру",
-    "call.camera_on": "Включить камеру",
+    "call.mute": "Без звука",
+    "call.camera_off": "Без камеры",
     "call.hangup": "Завершить",
     "call.chat": "Чат",
     "call.chat_log": "Сообщения",
@@ -57,10 +55,8 @@ export const CALL_STRINGS = {
     "call.no_devices": "No access to the camera or microphone: allow it in the browser.",
     "call.remote_video": "The other side's video",
     "call.local_video": "Your video",
-    "call.mute": "Mute microphone",
-    "call.unmute": "Unmute microphone",
-    "call.camera_off": "Turn camera off",
-    "call.camera_on": "Turn camera on",
+    "call.mute": "Mute",
+    "call.camera_off": "Camera off",
     "call.hangup": "Hang up",
     "call.chat": "Chat",
     "call.chat_log": "Messages",
@@ -94,6 +90,28 @@ function translator(t) {
     }
     return text;
   };
+}
+
+// Line icons drawn inline (no icon font to miss); a toggle's slash shows when it is pressed.
+const ICONS = {
+  mic: ["M12 3a3 3 0 0 0-3 3v6a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3z", "M5 11a7 7 0 0 0 14 0M12 18v3"],
+  camera: ["M3 8a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1z", "M15 11l6-3v8l-6-3"],
+  hangup: ["M3 14.5c5-4.7 13-4.7 18 0l-2.3 2.6-3.2-1.4v-2.4a11 11 0 0 0-7 0v2.4l-3.2 1.4z"],
+};
+
+function icon(name, slash = false) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "call-icon");
+  for (const d of [...ICONS[name], ...(slash ? ["M4 4l16 16"] : [])]) {
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    if (d === "M4 4l16 16") path.setAttribute("class", "call-slash");
+    svg.append(path);
+  }
+  return svg;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -141,26 +159,25 @@ export function mountCall(
     "aria-label": tr("call.local_video"),
   });
   localVideo.muted = true;
-  const muteBtn = el("button", {
-    type: "button",
-    class: "call-btn",
-    "data-testid": "mute",
-    "aria-pressed": "false",
-    text: tr("call.mute"),
-  });
-  const cameraBtn = el("button", {
-    type: "button",
-    class: "call-btn",
-    "data-testid": "camera-off",
-    "aria-pressed": "false",
-    text: tr("call.camera_off"),
-  });
-  const hangupBtn = el("button", {
-    type: "button",
-    class: "call-btn call-hangup",
-    "data-testid": "hangup",
-    text: tr("call.hangup"),
-  });
+  // Toggles keep their name ("Mute") and say their state with aria-pressed.
+  const muteBtn = el(
+    "button",
+    { type: "button", class: "call-btn", "data-testid": "mute", "aria-pressed": "false" },
+    icon("mic", true),
+    el("span", { text: tr("call.mute") }),
+  );
+  const cameraBtn = el(
+    "button",
+    { type: "button", class: "call-btn", "data-testid": "camera-off", "aria-pressed": "false" },
+    icon("camera", true),
+    el("span", { text: tr("call.camera_off") }),
+  );
+  const hangupBtn = el(
+    "button",
+    { type: "button", class: "call-btn call-hangup", "data-testid": "hangup" },
+    icon("hangup"),
+    el("span", { text: tr("call.hangup") }),
+  );
   const videos = el("div", { class: "call-videos" }, remoteVideo, localVideo);
   const controls = el("div", { class: "call-controls" }, muteBtn, cameraBtn, hangupBtn);
   if (!media.video) {
@@ -190,6 +207,7 @@ export function mountCall(
   const sendBtn = el("button", { type: "submit", "data-testid": "chat-send", text: tr("call.chat_send") });
   const attachBtn = el("button", {
     type: "button",
+    class: "chat-attach",
     "data-testid": "chat-attach",
     "aria-expanded": "false",
     "aria-controls": `chat-docs-${consultationId}`,
@@ -206,8 +224,8 @@ export function mountCall(
     { class: "chat-form" },
     chatLabel,
     chatInput,
-    attachBtn,
     sendBtn,
+    attachBtn,
   );
   const chat = el(
     "section",
@@ -283,14 +301,12 @@ export function mountCall(
     muted = !muted;
     connection?.setMuted(muted);
     muteBtn.setAttribute("aria-pressed", String(muted));
-    muteBtn.textContent = tr(muted ? "call.unmute" : "call.mute");
   });
   let cameraOff = false;
   cameraBtn.addEventListener("click", () => {
     cameraOff = !cameraOff;
     connection?.setCameraOff(cameraOff);
     cameraBtn.setAttribute("aria-pressed", String(cameraOff));
-    cameraBtn.textContent = tr(cameraOff ? "call.camera_on" : "call.camera_off");
     localVideo.classList.toggle("is-off", cameraOff);
   });
   hangupBtn.addEventListener("click", () => {
