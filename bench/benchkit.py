@@ -422,8 +422,9 @@ class SioClient:
         if not opened.startswith("0"):
             raise SioError(f"unexpected open packet {opened[:40]}")
         await ws.send_str("40" + json.dumps(auth))
+        deadline = time.monotonic() + 90  # pings keep coming while the server is stuck
         while True:
-            reply = await ws.receive_str(timeout=60)
+            reply = await ws.receive_str(timeout=max(0.1, deadline - time.monotonic()))
             if reply == "2":
                 await ws.send_str("3")
                 continue
@@ -499,6 +500,14 @@ class BareClient:
     async def close(self) -> None:
         await self.ws.close()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def connected_or_none(connect: Any) -> Any:
+    """The client, or None when its connect failed or timed out (counted by the caller)."""
+    try:
+        return await connect
+    except (SioError, TimeoutError, aiohttp.ClientError, OSError):
+        return None
 
 
 async def gather_limited(coros: Iterable[Any], limit: int) -> list[Any]:

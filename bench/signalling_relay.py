@@ -109,30 +109,42 @@ Sender = Callable[[int, dict[str, Any]], Awaitable[None]]
 async def connect_socketio(
     http: Any, rec: Recorder, *, urls: tuple[str, str], seeded: kit.Seeded, limit: int
 ) -> tuple[list[Any], Sender]:
-    """Consultants on urls[1], patients on urls[0]; the sender alternates directions."""
+    """Consultants on urls[1], patients on urls[0]; the sender alternates directions.
+    Pairs with a side that failed to connect are left out (and reported)."""
     consultants = await kit.gather_limited(
         (
-            kit.SioClient.connect(http, urls[1], {"token": p.consultant.token}, rec.on_event)
+            kit.connected_or_none(
+                kit.SioClient.connect(http, urls[1], {"token": p.consultant.token}, rec.on_event)
+            )
             for p in seeded.pairs
         ),
         limit,
     )
     patients = await kit.gather_limited(
         (
-            kit.SioClient.connect(http, urls[0], {"token": p.patient.token}, rec.on_event)
+            kit.connected_or_none(
+                kit.SioClient.connect(http, urls[0], {"token": p.patient.token}, rec.on_event)
+            )
             for p in seeded.pairs
         ),
         limit,
     )
-    cids = [p.consultation_id for p in seeded.pairs]
-    n = len(cids)
+    clients = [c for c in (*consultants, *patients) if c is not None]
+    if len(clients) < 2 * len(seeded.pairs):
+        print(f"  connected {len(clients)} of {2 * len(seeded.pairs)} clients", flush=True)
+    both = [
+        (pair.consultation_id, patient, consultant)
+        for pair, patient, consultant in zip(seeded.pairs, patients, consultants, strict=True)
+        if patient is not None and consultant is not None
+    ]
+    n = len(both)
 
     async def send(k: int, data: dict[str, Any]) -> None:
-        i = (k // 2) % n
-        side = patients if k % 2 == 0 else consultants
-        await side[i].send("signal", {"consultation_id": cids[i], "data": data})
+        cid, patient, consultant = both[(k // 2) % n]
+        side = patient if k % 2 == 0 else consultant
+        await side.send("signal", {"consultation_id": cid, "data": data})
 
-    return [*consultants, *patients], send
+    return clients, send
 
 
 async def connect_bare(
