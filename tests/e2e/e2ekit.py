@@ -46,6 +46,9 @@ FLAGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
+# Our users are in Russia: dates as dd.mm.yyyy in <input type=date>, Moscow time.
+LOCALE = "ru-RU"
+TIMEZONE = "Europe/Moscow"
 PHONE = {"width": 360, "height": 740}
 DESK = {"width": 1280, "height": 800}
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -134,13 +137,18 @@ _JOURNALS: dict[int, list[str]] = {}
 
 
 @asynccontextmanager
-async def chromium(camera: Path) -> AsyncIterator[Browser]:
+async def chromium(camera: Path, locale: str = LOCALE) -> AsyncIterator[Browser]:
     """One Debian Chromium with fake devices; each person gets a context of it. When the
-    block fails, every page's console messages and errors are printed (pytest shows them)."""
+    block fails, every page's console messages and errors are printed (pytest shows them).
+    The browser's own language (date and time inputs follow it, not the context's locale)
+    comes from LANGUAGE/LANG; it needs Debian's chromium-l10n, else Chromium stays en-US."""
+    posix = locale.replace("-", "_")
+    env = {**os.environ, "LANGUAGE": f"{posix}:{locale.split('-')[0]}", "LANG": f"{posix}.UTF-8"}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"],
+            args=[*FLAGS, f"--lang={locale}", f"--use-file-for-fake-video-capture={camera}"],
+            env=env,
         )
         _JOURNALS[id(browser)] = []
         try:
@@ -197,11 +205,11 @@ async def person(
     browser: Browser,
     viewport: dict[str, int] | None = None,
     name: str = "",
-    locale: str | None = None,
-    timezone_id: str | None = None,
+    locale: str = LOCALE,
+    timezone_id: str = TIMEZONE,
 ) -> Person:
-    """A new context (Windows agent) whose page's console and errors are journalled; its JS
-    errors are also in .errors."""
+    """A new context (Windows agent; a Russian user's locale and time zone unless the test
+    asks otherwise) whose page's console and errors are journalled; JS errors in .errors."""
     major = browser.version.split(".")[0]
     context = await browser.new_context(
         user_agent=WINDOWS_AGENT.format(major=major),

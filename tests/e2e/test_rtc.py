@@ -51,6 +51,9 @@ async def test_glare_ice_restart_and_a_fresh_connection_all_end_with_video_both_
         watch(patient, "patient", someone.errors)
         for page in (staff, patient):
             await page.goto(f"{stage.url}/console")
+        # The kit's contexts are a Russian user's unless a test asks otherwise.
+        zone = "[navigator.language, Intl.DateTimeFormat().resolvedOptions().timeZone]"
+        assert await staff.evaluate(zone) == ["ru-RU", "Europe/Moscow"]
         # Both start at once: each adds its tracks and offers (a collision).
         await staff.evaluate(SETUP, {"polite": False, "me": "staff"})
         await patient.evaluate(SETUP, {"polite": True, "me": "patient"})
