@@ -191,14 +191,33 @@ async def test_urgent_flow_from_the_queue_to_the_signed_conclusion_in_the_calend
         await stage.tick()
         await expect(d.get_by_test_id("limit-warning")).to_be_visible(timeout=WAIT)
 
-        # R-URG-5: the therapist ends the leg; the patient is back with the consultant.
+        # R-URG-5: the therapist hangs up; an in-page dialog asks first (Esc cancels, the
+        # keyboard reaches both answers), then the patient is back with the consultant.
+        dialog = d.get_by_test_id("confirm-dialog")
+        await d.get_by_test_id("hangup").click()
+        await expect(dialog).to_be_visible(timeout=WAIT)
+        await expect(d.get_by_test_id("confirm-no")).to_be_focused()
+        await console_shots(therapist, "console-confirm")
+        await d.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden(timeout=WAIT)
+        await expect(d.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "connected", timeout=WAIT
+        )
         await d.get_by_test_id("end-leg").click()
+        await expect(dialog).to_contain_text("Завершить приём?", timeout=WAIT)
+        await d.keyboard.press("Tab")
+        await expect(d.get_by_test_id("confirm-yes")).to_be_focused()
+        await d.keyboard.press("Enter")
         await expect(d.get_by_test_id("conclusion-text")).to_be_visible(timeout=WAIT)
         await expect(c.get_by_test_id("call-state")).to_have_attribute(
             "data-state", "connected", timeout=WAIT
         )
         await flowing_both_ways(c, p)
         await c.get_by_test_id("close-consultation").click()
+        await expect(c.get_by_test_id("confirm-dialog")).to_contain_text(
+            "Завершить консультацию?", timeout=WAIT
+        )
+        await c.get_by_test_id("confirm-yes").click()
         await expect(c.locator("#work-handed")).to_contain_text("завершена", timeout=WAIT)
 
         # R-CONCL-1: the therapist signs; the list of pending conclusions empties.

@@ -391,6 +391,7 @@ function openCall(p) {
 function closeCall() {
   s.call?.handle.destroy();
   s.call = null;
+  if ($("confirm-dialog").open) $("confirm-dialog").close(); // nothing left to hang up
 }
 
 function renderCurrent() {
@@ -435,14 +436,35 @@ $("transfer-duty-doctor").addEventListener("click", () =>
   act(() => s.live.request("consultation:transfer", { consultation_id: s.current.consultation_id, to: "duty_doctor" })),
 );
 
-function closeConsultation() {
-  return act(() => s.live.request("consultation:close", { consultation_id: s.current.consultation_id, outcome: "finished" }));
+/** Ask in an in-page modal dialog (Esc or Cancel says no; focus starts on Cancel). */
+function confirmAction(kind) {
+  const dialog = $("confirm-dialog");
+  const name = nameOf(s.current);
+  $("confirm-title").textContent = t(`confirm.${kind}_title`);
+  $("confirm-text").textContent = t(`confirm.${kind}_text`, { name });
+  $("confirm-yes").textContent = t(`confirm.${kind}_yes`);
+  return new Promise((resolve) => {
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.showModal();
+    $("confirm-no").focus();
+  });
 }
-$("close-consultation").addEventListener("click", closeConsultation);
 
-function endLeg() {
-  return act(() => s.live.request("consultation:transfer", { consultation_id: s.current.consultation_id, to: "consultant" }));
+/** Staff hang-up: the consultant closes the consultation, a doctor ends the leg. */
+async function hangUp(kind) {
+  const id = s.current?.consultation_id;
+  if (!id || $("confirm-dialog").open || !(await confirmAction(kind))) return;
+  if (s.current?.consultation_id !== id) return; // it moved on while the dialog was open
+  if (kind === "close") {
+    await act(() => s.live.request("consultation:close", { consultation_id: id, outcome: "finished" }));
+  } else {
+    await act(() => s.live.request("consultation:transfer", { consultation_id: id, to: "consultant" }));
+  }
 }
+const closeConsultation = () => hangUp("close");
+const endLeg = () => hangUp("end");
+$("close-consultation").addEventListener("click", closeConsultation);
 $("end-leg").addEventListener("click", endLeg);
 
 // --- doctor: conclusions -----------------------------------------------------------------

@@ -43,6 +43,15 @@ export const STRINGS = {
       leg_ended: "Приём {name} завершён: напишите заключение.",
     },
     consultant: { transfer: "Передать дежурному врачу", close: "Завершить консультацию" },
+    confirm: {
+      close_title: "Завершить консультацию?",
+      close_text: "Пациент: {name}. Звонок прервётся, консультация будет закрыта.",
+      close_yes: "Завершить",
+      end_title: "Завершить приём?",
+      end_text: "Пациент: {name}. Звонок прервётся, пациент вернётся к консультанту.",
+      end_yes: "Завершить приём",
+      no: "Отмена",
+    },
     doctor: { left: "До конца приёма:", end_leg: "Завершить приём (вернуть консультанту)", warning: "Время приёма заканчивается в {time}", reached: "Время приёма истекло" },
     conclusion: {
       title: "Заключение",
@@ -127,6 +136,15 @@ export const STRINGS = {
       leg_ended: "{name}'s consultation ended: write the conclusion.",
     },
     consultant: { transfer: "Transfer to the duty doctor", close: "Close the consultation" },
+    confirm: {
+      close_title: "Close the consultation?",
+      close_text: "Patient: {name}. The call ends and the consultation is closed.",
+      close_yes: "Close",
+      end_title: "End the consultation?",
+      end_text: "Patient: {name}. The call ends and the patient goes back to the consultant.",
+      end_yes: "End",
+      no: "Cancel",
+    },
     doctor: { left: "Time left:", end_leg: "End (back to the consultant)", warning: "The consultation time ends at {time}", reached: "The consultation time is over" },
     conclusion: {
       title: "Conclusion",
