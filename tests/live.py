@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -67,8 +66,14 @@ class Live:
                     f"{self.name}: no {event} within {within}s; got {[n for n, _ in self.received]}"
                 )
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+            # Not `wait_for`: under Python 3.11 it returns normally when the event fires in
+            # the same tick as a cancel, swallowing the cancel; a waiter inside a `while
+            # True` (a media peer's signal listener) then never stops and its closer hangs.
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            try:
+                await asyncio.wait({arrived}, timeout=remaining)
+            finally:
+                arrived.cancel()
 
     def state(self, consultation_id: str, state: str) -> Predicate:
         return lambda d: d.get("consultation_id") == consultation_id and d.get("state") == state
