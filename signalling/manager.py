@@ -139,6 +139,34 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             await cancel_all([thread])
         await self.publisher.aclose()
 
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """An emit to one socket of this node is delivered here and not published: a
+        socket id lives on one node, so no other could deliver it (PERFORMANCE.md trap 3).
+        Rooms (users, queues) may span nodes and are published as before."""
+        namespace = namespace or "/"
+        target = to or room
+        if isinstance(target, str) and self.is_connected(target, namespace):
+            kwargs["ignore_queue"] = True
+        await super().emit(
+            event,
+            data,
+            namespace=namespace,
+            room=target,
+            skip_sid=skip_sid,
+            callback=callback,
+            **kwargs,
+        )
+
     async def _publish(self, data: dict[str, Any]) -> None:
         """Send one packet to the other nodes. A burst waits for a pooled connection;
         while Redis is failing, emits reach this node's sockets only and are counted."""

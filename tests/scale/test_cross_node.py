@@ -4,12 +4,16 @@ through Redis and none is lost in a burst; presence is shared (R-URG-5, wait est
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
+import redis.asyncio as aioredis
 from helpers import ADULT_PHONE, CHILD_PHONE, patient_token, staff_token
 from live import Live
-from scalekit import Nodes, signalling_of, until
+from scalekit import REDIS_URL, Nodes, signalling_of, until
 
 from telemed.roles import Role
 
@@ -167,3 +171,53 @@ async def test_the_wait_estimate_counts_the_staff_online_on_every_node(nodes: No
 
     await signalling_of(b).cluster.stop()  # node b leaves (as on a graceful shutdown)
     await until(lambda: signalling_of(a).presence.count(Role.CONSULTANT) == 0, 5, "none")
+
+
+async def test_emits_to_a_socket_of_this_node_skip_redis_and_room_emits_still_cross(
+    nodes: Nodes, redis_prefix: str
+) -> None:
+    """Trap 3: `session`, the welcome `consultation:state` and `chat:history` go to one
+    socket of the emitting node: delivered without a Redis publish. A change goes to the
+    user's room, which may span nodes: still published, and heard by a consultant on b."""
+    listener = aioredis.Redis.from_url(REDIS_URL)
+    pubsub = listener.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"{redis_prefix}:socketio")
+    published: list[dict[str, Any]] = []
+
+    async def record() -> None:
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                published.append(json.loads(message["data"]))
+
+    recorder = asyncio.ensure_future(record())
+    try:
+        consultant_token, _ = await staff_token(nodes.a, Role.CONSULTANT)
+        consultant = await nodes.join(nodes.b, consultant_token, "consultant on b")
+        await consultant.ok("queue:watch")
+        token = await patient_token(nodes.a, ADULT_PHONE)
+        first = await nodes.join(nodes.a, token, "patient on a")
+        await first.wait("session")
+        cid = (await first.ok("consultation:start", {"channel": "chat"}))["consultation_id"]
+        await first.wait_state(cid, "waiting_consultant")
+        await first.close()
+        again = await nodes.join(nodes.a, token, "patient on a again")
+        await again.wait("session")
+        assert (await again.wait_state(cid, "waiting_consultant"))["consultation_id"] == cid
+        await again.wait("chat:history", lambda d: d["consultation_id"] == cid)
+        await consultant.ok("consultation:accept", {"consultation_id": cid})
+        await again.wait_state(cid, "with_consultant")  # emitted on b to a user room on a
+
+        def sent(event: str) -> list[dict[str, Any]]:
+            """What was published of one event."""
+            return [m for m in published if m.get("method") == "emit" and m["event"] == event]
+
+        await until(lambda: len(sent("consultation:state")) >= 2, 10, "published states")
+        assert sent("session") == []
+        rooms = {m["room"] for m in published if m.get("method") == "emit"}
+        assert all(room.startswith(("u:", "q:")) for room in rooms), rooms  # never a sid
+    finally:
+        recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder
+        await pubsub.aclose()
+        await listener.aclose()
