@@ -53,6 +53,12 @@ export class CallConnection extends EventTarget {
     // description it belongs to: kept here until a remote description with its ufrag is set.
     this.pendingCandidates = [];
     this.early = []; // signals that came before start() built the first connection
+    // Every signal carries the epoch of the RTCPeerConnection that sent it (its build
+    // time on the sender's clock): a description from an older one than the last applied
+    // is stale (e.g. the offer of a connection the other page renewed, then threw away),
+    // one from a newer one means the other side built a new connection: so do we.
+    this.epoch = 0;
+    this.remoteEpoch = null;
     if (onState) this.addEventListener("state", (e) => onState(e.detail));
     if (onRemoteStream) this.addEventListener("remotestream", (e) => onRemoteStream(e.detail));
     this.onNetworkChange = () => this.restartIce("network change");
@@ -93,6 +99,7 @@ export class CallConnection extends EventTarget {
         await this.applyDescription(
           { type: description.type, sdp: description.sdp },
           Boolean(data.fresh),
+          typeof data.epoch === "number" ? data.epoch : null,
         );
       } else if (data.candidate) {
         await this.addCandidate(data.candidate);
@@ -102,11 +109,20 @@ export class CallConnection extends EventTarget {
     }
   }
 
-  async applyDescription(description, fresh) {
-    // A fresh offer means the other side threw its connection away: so do we (once: the
-    // same offer sent again, same SDP session, lands on the connection it built).
+  async applyDescription(description, fresh, epoch = null) {
+    const known = this.remoteEpoch;
+    if (epoch !== null && known !== null && epoch < known) {
+      console.info(`rtc: ${description.type} of a replaced connection ignored`);
+      return;
+    }
+    // A fresh offer, or one from a newer connection, means the other side threw its
+    // connection away: so do we (once: the same offer sent again, same SDP session and
+    // epoch, lands on the connection it built).
     const remote = this.pc?.remoteDescription;
-    if (fresh && description.type === "offer" && remote && !sameSession(remote, description)) {
+    const newer = epoch !== null && known !== null && epoch > known;
+    const replaced = newer || (fresh && remote && !sameSession(remote, description));
+    if (description.type === "offer" && remote && replaced) {
+      console.info("rtc: the other side has a new connection: a new one here too");
       this.build();
     }
     const pc = this.pc;
@@ -129,6 +145,7 @@ export class CallConnection extends EventTarget {
       await this.pc.setRemoteDescription(description);
     }
     this.answerPending = false;
+    if (epoch !== null) this.remoteEpoch = epoch;
     this.flushCandidates(this.pc);
     if (description.type === "offer") {
       await this.pc.setLocalDescription();
@@ -204,6 +221,7 @@ export class CallConnection extends EventTarget {
   /** The counterpart changed (a transfer) or came back: start over on a fresh connection. */
   renew() {
     if (this.closed) return;
+    this.remoteEpoch = null; // maybe another counterpart, with its own clock
     this.restarts = 0;
     this.freshCount = 0;
     this.setState("connecting");
@@ -228,6 +246,7 @@ export class CallConnection extends EventTarget {
     this.dropPc();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
+    this.epoch = Math.max(performance.timeOrigin + performance.now(), this.epoch + 0.001);
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.answerPending = false;
@@ -325,7 +344,7 @@ export class CallConnection extends EventTarget {
   send(data) {
     if (this.closed) return;
     this.live
-      .request("signal", { consultation_id: this.consultationId, data })
+      .request("signal", { consultation_id: this.consultationId, data: { ...data, epoch: this.epoch } })
       .catch((err) => console.info("rtc: signal not relayed", err?.code || err));
   }
 
