@@ -25,7 +25,7 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=SERVE_START_WITHIN * 2,  # `demo` took 78 s on the loaded machine
         env={**_base_env(), **env},
     )
 
