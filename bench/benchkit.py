@@ -229,7 +229,7 @@ def new_tmp(prefix: str) -> Path:
 
 async def fresh_pg_database(name: str) -> str:
     """Create an empty PostgreSQL database; return its SQLAlchemy URL."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(PG_ADMIN)
     try:

@@ -187,7 +187,7 @@ async def one_database(kind: str, args: argparse.Namespace) -> list[tuple[object
             await server.stop()
         if kind == "pg":
             await kit.drop_pg_database(pg_name)
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for r in (base, run):
         rows.append(
             (
@@ -208,7 +208,7 @@ async def one_database(kind: str, args: argparse.Namespace) -> list[tuple[object
 
 async def main(args: argparse.Namespace) -> None:
     kit.raise_fd_limit()
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for kind in args.dbs.split(","):
         rows += await one_database(kind, args)
     print()
