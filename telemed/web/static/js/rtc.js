@@ -100,6 +100,7 @@ export class CallConnection extends EventTarget {
           { type: description.type, sdp: description.sdp },
           Boolean(data.fresh),
           typeof data.epoch === "number" ? data.epoch : null,
+          typeof data.answers === "number" ? data.answers : null,
         );
       } else if (data.candidate) {
         await this.addCandidate(data.candidate);
@@ -109,7 +110,13 @@ export class CallConnection extends EventTarget {
     }
   }
 
-  async applyDescription(description, fresh, epoch = null) {
+  async applyDescription(description, fresh, epoch = null, answers = null) {
+    // An answer to another connection's offer (e.g. the one this page threw away) would
+    // leave this one stable with nobody behind it: never applied.
+    if (description.type === "answer" && answers !== null && answers !== this.epoch) {
+      console.info("rtc: answer to another connection's offer ignored");
+      return;
+    }
     const known = this.remoteEpoch;
     if (epoch !== null && known !== null && epoch < known) {
       console.info(`rtc: ${description.type} of a replaced connection ignored`);
@@ -149,7 +156,9 @@ export class CallConnection extends EventTarget {
     this.flushCandidates(this.pc);
     if (description.type === "offer") {
       await this.pc.setLocalDescription();
-      this.send({ type: this.pc.localDescription.type, sdp: this.pc.localDescription.sdp });
+      const answer = { type: this.pc.localDescription.type, sdp: this.pc.localDescription.sdp };
+      if (epoch !== null) answer.answers = epoch; // which offer this answers
+      this.send(answer);
     }
   }
 
