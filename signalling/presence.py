@@ -49,6 +49,16 @@ class Presence:
             return participant, True
         return participant, False
 
+    async def claim(self, participant: Participant) -> list[str]:
+        """The user's sockets elsewhere that this (connected) socket replaces: none on one
+        node, where `add` already named them."""
+        return []
+
+    async def release(self, participant: Participant) -> bool:
+        """Drop a removed socket's claim; whether a newer connection of its user holds it
+        on another node (the user is still online). Never on one node."""
+        return False
+
     def get(self, sid: str) -> Participant | None:
         return self._by_sid.get(sid)
 

@@ -8,16 +8,22 @@ synchronous and cost no round trip. A missed announcement shows as a gap in a
 node's counter and its hash is read again; a dead node's hash expires and its
 users drop out of every mirror within `redis.presence_ttl`; while Redis is
 unreachable, other nodes' users are forgotten after the same time.
+
+The takeover (a second tab or device replaces the first) spans nodes too: each user
+has one key naming their current socket, swapped atomically by every new connection
+(`claim`), so the new connection's node learns the socket it replaces, wherever it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -37,6 +43,18 @@ from telemed.roles import Role
 log = logging.getLogger("telemed.signalling.presence")
 SEQ = "#seq"
 REDIS_ERRORS = (aioredis.RedisError, OSError, asyncio.TimeoutError)
+# Delete a user's session key only if it still names this socket; 1 when a newer one holds it.
+RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+if current then
+  return 1
+end
+return 0
+"""
 
 
 class RedisPresence(Presence):
@@ -50,6 +68,7 @@ class RedisPresence(Presence):
         self.channel = f"{prefix}:presence"
         self._nodes_key = f"{prefix}:presence:nodes"
         self._key_prefix = f"{prefix}:presence:node:"
+        self._session_prefix = f"{prefix}:presence:user:"
         self.client = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=CONNECT_TIMEOUT,
@@ -74,17 +93,65 @@ class RedisPresence(Presence):
         self._subscribed = False
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The takeover: the order sockets were added here, and those Redis never recorded.
+        self._adds = itertools.count()
+        self._order: dict[str, int] = {}
+        self._unrecorded: set[str] = set()
+        self._release = self.client.register_script(RELEASE)
 
     # --- the Presence interface --------------------------------------------------------
 
     def add(self, participant: Participant) -> list[str]:
+        """Register a socket. It names no socket to replace: Redis decides that for every
+        node once the socket is connected (`claim`)."""
         others = super().add(participant)
+        self._order[participant.sid] = next(self._adds)
         if not others:
             self._changed(participant.user_id)
-        return others
+        return []
+
+    async def claim(self, participant: Participant) -> list[str]:
+        """Make this socket its user's one session (SET ... GET, atomic) and return the one
+        it replaces, on whichever node. Redis orders concurrent connects: each gets the one
+        before it, so the last survives. Without Redis, this node's older sockets."""
+        sid, user = participant.sid, participant.user_id
+        if sid not in self._by_sid:
+            return []  # gone before it was welcomed
+        mine = self._order[sid]
+        older = {s for s in self.sids(user) if self._order.get(s, mine) < mine}
+        # Past its token's expiry a socket cannot act (every event re-checks the token).
+        life = max(participant.expires_at - participant.checked_at, timedelta(seconds=self.ttl))
+        try:
+            previous = await self.client.set(
+                self._session_prefix + user, sid, get=True, px=int(life.total_seconds() * 1000)
+            )
+        except REDIS_ERRORS as exc:
+            raise_if_cancelled()
+            self._unrecorded.add(sid)
+            log.warning("presence: takeover on this node only, redis failed (%s)", exc)
+            return sorted(older)
+        replaced = older & self._unrecorded  # connected while Redis was failing
+        if previous is not None and previous != sid:
+            replaced.add(str(previous))
+        return sorted(replaced)
+
+    async def release(self, participant: Participant) -> bool:
+        """Delete the user's session key if it still names this socket; True when a newer
+        connection holds it (the user is online elsewhere, not away)."""
+        try:
+            held = await self._release(
+                keys=[self._session_prefix + participant.user_id], args=[participant.sid]
+            )
+        except REDIS_ERRORS as exc:
+            raise_if_cancelled()
+            log.info("presence: cannot release a session (%s); it expires by itself", exc)
+            return False
+        return bool(held)
 
     def remove(self, sid: str) -> tuple[Participant | None, bool]:
         """Forget a socket; the user is gone only when no node has them any more."""
+        self._order.pop(sid, None)
+        self._unrecorded.discard(sid)
         participant, gone_here = super().remove(sid)
         if participant is None or not gone_here:
             return participant, False

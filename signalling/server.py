@@ -232,20 +232,28 @@ class Signalling:
             expires_at=caller.expires_at,
             checked_at=now,
         )
-        previous = self.presence.add(participant)
+        previous = self.presence.add(participant)  # this node's other sockets (one node)
         await self.sio.enter_room(sid, user_room(caller.id))
-        for old in previous:
+        await self._replace(previous)
+        after = auth.get("last_message_id") if isinstance(auth, dict) else None
+        self._spawn(self._welcome(participant, message_id_of(after)))
+
+    async def _replace(self, sids: list[str]) -> None:
+        """A newer connection of the same user took over: tell each old socket why and
+        disconnect it, on whichever node it is (the Redis manager forwards both)."""
+        for old in sids:
             await self.sio.emit(
                 "session:replaced",
                 {"reason": "taken_over", "message": "You opened telemed in another tab or device."},
                 to=old,
             )
             self._spawn(self.sio.disconnect(old))
-        after = auth.get("last_message_id") if isinstance(auth, dict) else None
-        self._spawn(self._welcome(participant, message_id_of(after)))
 
     async def _welcome(self, who: Participant, last_message_id: int) -> None:
-        """Tell a (re)connected client its session and give back its open consultations."""
+        """Replace the user's older socket on any node (claimed now that this one is
+        connected, so a later one can disconnect it), then tell it its session and give
+        back its open consultations."""
+        await self._replace(await self.presence.claim(who))
         now = self.services.clock.now()
         await self.sio.emit(
             "session",
@@ -313,7 +321,10 @@ class Signalling:
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         who, gone = self.presence.remove(sid)
-        if who is None or not gone:
+        if who is None:
+            return
+        taken_over = await self.presence.release(who)  # by a connection on another node
+        if not gone or taken_over:
             return
         if who.role is Role.PATIENT:
             await self._patient_away(who.user_id)
