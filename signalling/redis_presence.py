@@ -93,10 +93,11 @@ class RedisPresence(Presence):
         self._subscribed = False
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        # The takeover: the order sockets were added here, and those Redis never recorded.
+        # The takeover: the order sockets were added here, and whether Redis recorded
+        # each one's claim (False: it failed; absent: not claimed yet, or released).
         self._adds = itertools.count()
         self._order: dict[str, int] = {}
-        self._unrecorded: set[str] = set()
+        self._recorded: dict[str, bool] = {}
         self._release = self.client.register_script(RELEASE)
 
     # --- the Presence interface --------------------------------------------------------
@@ -127,17 +128,22 @@ class RedisPresence(Presence):
             )
         except REDIS_ERRORS as exc:
             raise_if_cancelled()
-            self._unrecorded.add(sid)
+            self._note(sid, recorded=False)
             log.warning("presence: takeover on this node only, redis failed (%s)", exc)
             return sorted(older)
-        replaced = older & self._unrecorded  # connected while Redis was failing
+        self._note(sid, recorded=True)
+        # and this node's older sockets that connected while Redis was failing
+        replaced = {s for s in older if self._recorded.get(s) is False}
         if previous is not None and previous != sid:
             replaced.add(str(previous))
         return sorted(replaced)
 
     async def release(self, participant: Participant) -> bool:
         """Delete the user's session key if it still names this socket; True when a newer
-        connection holds it (the user is online elsewhere, not away)."""
+        connection holds it (the user is online elsewhere, not away). A socket whose
+        claim Redis never recorded cannot tell: False, the mirror decides."""
+        if not self._recorded.pop(participant.sid, False):
+            return False
         try:
             held = await self._release(
                 keys=[self._session_prefix + participant.user_id], args=[participant.sid]
@@ -148,10 +154,13 @@ class RedisPresence(Presence):
             return False
         return bool(held)
 
+    def _note(self, sid: str, *, recorded: bool) -> None:
+        if sid in self._by_sid:  # not if it left meanwhile: nothing would release it
+            self._recorded[sid] = recorded
+
     def remove(self, sid: str) -> tuple[Participant | None, bool]:
         """Forget a socket; the user is gone only when no node has them any more."""
         self._order.pop(sid, None)
-        self._unrecorded.discard(sid)
         participant, gone_here = super().remove(sid)
         if participant is None or not gone_here:
             return participant, False

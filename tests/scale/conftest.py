@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from helpers import add_patients
+from redis_server import PrivateRedis
 from scalekit import ADULT, CHILD, REDIS_URL, Nodes, node_config
 
 
@@ -30,6 +32,18 @@ def redis_prefix() -> Iterator[str]:
             await client.aclose()
 
     asyncio.run(clean())
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A redis-server of this test only; reaped whatever happens. Ask for it before the
+    nodes, so it outlives them (they release the scheduler lease on the way out)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

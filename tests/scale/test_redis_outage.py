@@ -4,11 +4,10 @@ clients, says so on /readyz and /metrics, and recovers without a restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import ADULT_PHONE, CHILD_PHONE, patient_token, staff_token
 from live import Live
 from redis_server import PrivateRedis
@@ -18,18 +17,6 @@ from telemed.app import SIGNALLING
 from telemed.roles import Role
 
 OUTAGE = 10.0  # seconds of real time: a fault test, bounded
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    """A redis-server of this test only; reaped whatever happens. Ask for it before the
-    nodes, so it outlives them (they release the scheduler lease on the way out)."""
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def readyz(node: object) -> tuple[int, dict[str, str]]:

@@ -5,11 +5,13 @@ on one consultation (docs/realtime.md, "Connecting")."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 from helpers import ADULT_PHONE, patient_token, staff_token
 from live import Live
+from redis_server import PrivateRedis
 from scalekit import REDIS_URL, Nodes, signalling_of, until, url_of
 
 from signalling.presence import Participant
@@ -154,3 +156,25 @@ async def test_a_replaced_socket_releases_nothing_and_learns_its_user_is_still_o
     finally:
         await a.client.aclose()
         await b.client.aclose()
+
+
+async def test_while_redis_is_down_a_second_tab_still_replaces_the_first_on_its_node(
+    private_redis: PrivateRedis, make_nodes: Callable[..., Awaitable[Nodes]]
+) -> None:
+    """Redis failing: the takeover falls back to this node's order, as with one node; a
+    tab that connected then (unknown to Redis) is still replaced once Redis is back."""
+    nodes = await make_nodes(redis={"url": private_redis.url})
+    token = await patient_token(nodes.a, ADULT_PHONE)
+    first = await nodes.join(nodes.a, token, "tab 1")
+    await first.wait("session")
+
+    private_redis.stop()
+    second = await nodes.join(nodes.a, token, "tab 2, redis down")
+    await replaced_and_gone(first)
+    await second.wait("session")
+
+    private_redis.start()
+    third = await nodes.join(nodes.a, token, "tab 3, redis back")
+    await replaced_and_gone(second)
+    await third.wait("session")
+    assert third.sio.connected and not third.events("session:replaced")
