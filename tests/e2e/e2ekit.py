@@ -141,9 +141,11 @@ async def chromium(camera: Path, locale: str = LOCALE) -> AsyncIterator[Browser]
     """One Debian Chromium with fake devices; each person gets a context of it. When the
     block fails, every page's console messages and errors are printed (pytest shows them).
     The browser's own language (date and time inputs follow it, not the context's locale)
-    comes from LANGUAGE/LANG; it needs Debian's chromium-l10n, else Chromium stays en-US."""
+    comes from LANGUAGE and --lang; it needs Debian's chromium-l10n, else Chromium stays en-US."""
     posix = locale.replace("-", "_")
-    env = {**os.environ, "LANGUAGE": f"{posix}:{locale.split('-')[0]}", "LANG": f"{posix}.UTF-8"}
+    # LANG stays a locale the machine has (C.UTF-8): with an ungenerated ru_RU.UTF-8 Chromium
+    # cannot open files with Cyrillic names and set_input_files silently sets nothing.
+    env = {**os.environ, "LANGUAGE": f"{posix}:{locale.split('-')[0]}", "LANG": "C.UTF-8"}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
