@@ -31,6 +31,9 @@ log = logging.getLogger("telemed.signalling.redis")
 RETRY_AFTER = 1.0
 RESUBSCRIBE_MAX = 2.0  # seconds between attempts to subscribe again after an outage
 CONNECT_TIMEOUT = 2.0
+# Sent on every change of a consultation (Signalling.publish): a node that sees one from
+# another node forgets what it cached about that consultation.
+CHANGE_EVENTS = frozenset({"consultation:state", "consultation:closed", "call:hangup"})
 
 
 def raise_if_cancelled() -> None:
@@ -121,6 +124,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.publisher = publishing_client(url, max_connections, wait)
         self.subscribed = asyncio.Event()
         self.on_resubscribed: Callable[[], None] = lambda: None
+        self.on_consultation_changed: Callable[[str], None] = lambda consultation_id: None
         self._initialized = False
         self._lost_once = False
         self._skip_until = 0.0
@@ -203,6 +207,11 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._lost_once = True
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("event") in CHANGE_EVENTS:
+            args = message.get("data")  # the emit's arguments, as a list
+            payload = args[0] if isinstance(args, list) and args else None
+            if isinstance(payload, dict):
+                self.on_consultation_changed(str(payload.get("consultation_id")))
         await super()._handle_emit(message)
         sent_at = message.get("sent_at")
         if isinstance(sent_at, float):  # from another node: time the whole hop

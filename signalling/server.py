@@ -25,6 +25,7 @@ from signalling import schemas
 from signalling.cluster import Cluster, drain_on_shutdown
 from signalling.ice import ice_servers
 from signalling.manager import cancel_all, raise_if_cancelled
+from signalling.participants import ParticipantsCache
 from signalling.presence import Participant
 from telemed import metrics
 from telemed.config import Settings
@@ -107,6 +108,10 @@ class Signalling:
         self._last_place: dict[str, tuple[int, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._away_timers: dict[str, asyncio.Task[None]] = {}
+        self._participants = ParticipantsCache()
+        if self.cluster.manager is not None:  # other nodes' changes, and a Redis outage
+            self.cluster.manager.on_consultation_changed = self._participants.forget
+            self.cluster.manager.on_resubscribed = self._participants.clear
         self._register()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -503,26 +508,33 @@ class Signalling:
 
     # --- media signalling and chat ------------------------------------------------------
 
-    async def _peer_of(self, who: Participant, consultation_id: str) -> tuple[Consultation, str]:
-        """The consultation and the one participant `who` may talk to in it, or forbidden."""
-        try:
-            row = await self.services.consultations.get(consultation_id)
-        except NotFound:
-            raise Forbidden("You are not a participant of this consultation.") from None
-        staff = counterpart_of(view_of(row))
+    async def _peer_of(self, who: Participant, consultation_id: str) -> str:
+        """The one participant `who` may talk to in the consultation, or forbidden. Read
+        through the participants cache: the signal relay asks on every message."""
+        found = self._participants.get(consultation_id)
+        if found is None:
+            ticket = self._participants.ticket()
+            try:
+                row = await self.services.consultations.get(consultation_id)
+            except NotFound:
+                raise Forbidden("You are not a participant of this consultation.") from None
+            found = (row.patient_id, counterpart_of(view_of(row)))
+            if row.state != State.CLOSED.value:
+                self._participants.put(consultation_id, found, ticket)
+        patient, staff = found
         if who.role is Role.PATIENT:
-            if row.patient_id != who.user_id:
+            if patient != who.user_id:
                 raise Forbidden("You are not a participant of this consultation.")
             if staff is None:
                 raise InvalidState("Nobody is with you yet; wait for the consultant.")
-            return row, staff
+            return staff
         if staff != who.user_id:
             raise Forbidden("You are not with this patient now.")
-        return row, row.patient_id
+        return patient
 
     async def relay_signal(self, who: Participant, p: schemas.Signal) -> Ack:
         """Relay SDP and ICE only to the current counterpart of the consultation."""
-        _, peer = await self._peer_of(who, p.consultation_id)
+        peer = await self._peer_of(who, p.consultation_id)
         await self.sio.emit(
             "signal",
             {"consultation_id": p.consultation_id, "from_role": who.role.value, "data": p.data},
@@ -532,7 +544,7 @@ class Signalling:
 
     async def send_chat(self, who: Participant, p: schemas.ChatSend) -> Ack:
         """Persist a chat message and deliver it to the patient and the current counterpart."""
-        row, peer = await self._chat_peer(who, p.consultation_id)
+        peer = await self._chat_peer(who, p.consultation_id)
         documents = []
         if p.document_ids:
             if who.role is not Role.PATIENT:
@@ -541,14 +553,14 @@ class Signalling:
 
             documents = await check_attachable(self.services.db, who.user_id, p.document_ids)
         message = await self.services.chat.post(
-            row.id, who.role.value, who.user_id, p.text, documents
+            p.consultation_id, who.role.value, who.user_id, p.text, documents
         )
         event = message.to_event()
         for user in {who.user_id, peer} - {""}:
             await self.sio.emit("chat:message", event, room=user_room(user))
         return {"message_id": event["message_id"]}
 
-    async def _chat_peer(self, who: Participant, consultation_id: str) -> tuple[Consultation, str]:
+    async def _chat_peer(self, who: Participant, consultation_id: str) -> str:
         """Chat runs while the consultation is open; a waiting patient may already write."""
         try:
             return await self._peer_of(who, consultation_id)
@@ -556,7 +568,7 @@ class Signalling:
             row = await self.services.consultations.get(consultation_id)
             if row.state == State.CLOSED.value:
                 raise InvalidState("The consultation is closed.") from None
-            return row, ""
+            return ""
 
     async def chat_history(self, who: Participant, p: schemas.ChatHistory) -> Ack:
         row = await self.services.consultations.get(p.consultation_id)
@@ -588,6 +600,7 @@ class Signalling:
     async def publish(self, change: Change) -> None:
         """Tell everyone concerned about a change of a consultation."""
         row = change.consultation
+        self._participants.forget(row.id)
         now_view = view_of(row)
         before = change.before
         old_peer = counterpart_of(before) if before is not None else None

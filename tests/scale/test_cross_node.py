@@ -221,3 +221,28 @@ async def test_emits_to_a_socket_of_this_node_skip_redis_and_room_emits_still_cr
             await recorder
         await pubsub.aclose()
         await listener.aclose()
+
+
+async def test_a_node_forgets_a_cached_counterpart_when_another_node_changes_the_consultation(
+    nodes: Nodes,
+) -> None:
+    """The relay caches who talks to whom; a transfer made on node b must stop node a from
+    relaying the patient's signals to the consultant at once, not when the entry expires."""
+    a, b = nodes.a, nodes.b
+    consultant_token, _ = await staff_token(a, Role.CONSULTANT)
+    await staff_token(a, Role.THERAPIST)
+    consultant = await nodes.join(b, consultant_token, "consultant")
+    patient = await nodes.join(a, await patient_token(a, ADULT_PHONE), "patient")
+    await until(lambda: signalling_of(a).presence.count(Role.CONSULTANT) == 1, 5, "presence")
+    cid = (await patient.ok("consultation:start", {"channel": "video"}))["consultation_id"]
+    await consultant.ok("consultation:accept", {})
+    await patient.wait_state(cid, "with_consultant")
+    await exchange(patient, consultant, cid, "consultant")  # node a now caches the pair
+
+    await consultant.ok("consultation:transfer", {"consultation_id": cid, "to": "duty_doctor"})
+    await patient.wait_state(cid, "waiting_doctor")
+    late = await patient.call("signal", {"consultation_id": cid, "data": {"candidate": "x"}})
+    assert late["ok"] is False and late["error"]["code"] == "invalid_state"
+    await asyncio.sleep(0.2)  # and nothing was relayed to the consultant after the transfer
+    answer = {"type": "answer", "sdp": "v=0 answer"}
+    assert [e["data"] for e in consultant.events("signal")] == [answer]
