@@ -16,6 +16,20 @@ from aiortc import AudioStreamTrack, MediaStreamTrack, RTCPeerConnection, RTCSes
 sys.path.append(str(Path(__file__).resolve().parent.parent / "signalling"))
 from media import PatternTrack, ToneTrack
 
+# Debian's Chromium, launched by Playwright (which never downloads a browser of its own),
+# with fake camera and microphone and no background traffic (DESIGN.md, testing in a browser).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 WINDOWS_CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"

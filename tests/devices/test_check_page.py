@@ -9,21 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from appkit import Running
-from devicekit import write_y4m
+from devicekit import CHROMIUM, CHROMIUM_FLAGS, write_y4m
 from helpers import add_adult, bearer, patient_token
 from playwright.async_api import async_playwright
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 async def run_page(
@@ -34,7 +22,7 @@ async def run_page(
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"],
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={camera}"],
         )
         try:
             major = browser.version.split(".")[0]

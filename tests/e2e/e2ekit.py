@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from appkit import Running
-from helpers import SYSTEM, add_patients
+from clinic import THURSDAY  # the manual clock starts on Thursday 2026-01-15 09:00 UTC
+from helpers import SYSTEM, add_patients, bearer, staff_token
 from playwright.async_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
     Page,
     async_playwright,
+    expect,
 )
 
 from scheduler.runner import SchedulerRunner
@@ -32,20 +34,9 @@ from telemed.services.staff import add_staff
 
 # The fake-camera writer of the connection-check tests, reused as it is.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "devices"))
-from devicekit import write_y4m
+from devicekit import CHROMIUM, CHROMIUM_FLAGS, write_y4m
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
+FLAGS = [*CHROMIUM_FLAGS, "--autoplay-policy=no-user-gesture-required"]
 # Our users are in Russia: dates as dd.mm.yyyy in <input type=date>, Moscow time.
 LOCALE = "ru-RU"
 TIMEZONE = "Europe/Moscow"
@@ -60,6 +51,7 @@ WINDOWS_AGENT = (
 )
 ADULT = "E-1,2026-01-01,2026-01-01,2027-12-31,Иванов Иван Петрович,1980-03-01,M,+79161234567"
 ADULT_PHONE = "+79161234567"
+WAIT = 30_000  # ms; a ceiling for a loaded 2-core machine, not a timing assertion
 
 
 @dataclass
@@ -327,3 +319,31 @@ UNLABELLED = """[...document.querySelectorAll('input, button, select, textarea, 
 async def unlabelled(page: Page) -> list[str]:
     """Visible controls without an accessible name (all must be labelled)."""
     return list(await page.evaluate(UNLABELLED))
+
+
+async def screen_is(page: Page, name: str) -> None:
+    """Wait until the app shows that screen (and only it)."""
+    await expect(page.locator(f'section[data-screen="{name}"]')).to_be_visible(timeout=WAIT)
+    await expect(page.locator("section[data-screen]:not([hidden])")).to_have_count(1)
+
+
+async def fits_and_labelled(page: Page) -> None:
+    """No sideways scrolling on the phone and every visible control has a name."""
+    assert await overflow(page) == 0
+    assert await unlabelled(page) == []
+
+
+async def doctor(stage: Stage, admin: str, role: Role, login: str) -> tuple[str, str]:
+    """A doctor working Thursdays 13:00-17:00 Moscow time; (token, id)."""
+    token, doctor_id = await staff_token(stage.app, role, login)
+    resp = await stage.app.client.put(
+        f"/api/v1/doctors/{doctor_id}/working-hours",
+        json={
+            "time_zone": "Europe/Moscow",
+            "slot_minutes": 15,
+            "hours": [{"weekday": THURSDAY, "starts": "13:00", "ends": "17:00"}],
+        },
+        headers=bearer(admin),
+    )
+    assert resp.status == 200, await resp.text()
+    return token, doctor_id

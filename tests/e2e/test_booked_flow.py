@@ -15,55 +15,26 @@ from e2ekit import (
     ADULT,
     ADULT_PHONE,
     PHONE,
-    Stage,
+    WAIT,
     camera_file,
     chromium,
+    doctor,
+    fits_and_labelled,
     login_patient,
     open_stage,
-    overflow,
     person,
+    screen_is,
     shots,
-    unlabelled,
 )
 from helpers import bearer, staff_token
 from live import Live
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from telemed.roles import Role
 
-WAIT = 30_000  # ms; a ceiling for a loaded 2-core machine, not a timing assertion
-THURSDAY = 3  # the manual clock starts on Thursday 2026-01-15 09:00 UTC (12:00 in Moscow)
 BOOKED_AT = "2026-01-15T13:00:00+03:00"  # the consultant's booking, an hour ahead
 CONCLUSION = "Тревожное расстройство не выявлено."
 ADVICE = "Режим сна, повторная консультация по необходимости."
-
-
-async def screen_is(page: Page, name: str) -> None:
-    """Wait until the app shows that screen (and only it)."""
-    await expect(page.locator(f'section[data-screen="{name}"]')).to_be_visible(timeout=WAIT)
-    await expect(page.locator("section[data-screen]:not([hidden])")).to_have_count(1)
-
-
-async def fits_and_labelled(page: Page) -> None:
-    """No sideways scrolling on the phone and every visible control has a name."""
-    assert await overflow(page) == 0
-    assert await unlabelled(page) == []
-
-
-async def doctor(stage: Stage, admin: str, role: Role, login: str) -> tuple[str, str]:
-    """A doctor working Thursdays 13:00-17:00 Moscow time; (token, id)."""
-    token, doctor_id = await staff_token(stage.app, role, login)
-    resp = await stage.app.client.put(
-        f"/api/v1/doctors/{doctor_id}/working-hours",
-        json={
-            "time_zone": "Europe/Moscow",
-            "slot_minutes": 15,
-            "hours": [{"weekday": THURSDAY, "starts": "13:00", "ends": "17:00"}],
-        },
-        headers=bearer(admin),
-    )
-    assert resp.status == 200, await resp.text()
-    return token, doctor_id
 
 
 async def test_booked_consultation_with_reminder_documents_and_reload(

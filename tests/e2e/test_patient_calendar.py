@@ -13,16 +13,19 @@ from e2ekit import (
     ADULT,
     ADULT_PHONE,
     PHONE,
+    WAIT,
     camera_file,
     chromium,
+    doctor,
+    fits_and_labelled,
     login_patient,
     open_stage,
     person,
+    screen_is,
     shots,
 )
 from helpers import staff_token
 from playwright.async_api import expect
-from test_booked_flow import WAIT, doctor, fits_and_labelled, screen_is
 
 from telemed.roles import Role
 

@@ -7,11 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from e2ekit import PHONE, camera_file, chromium, login_patient, open_stage, overflow, person, shots
+from e2ekit import (
+    PHONE,
+    WAIT,
+    camera_file,
+    chromium,
+    fits_and_labelled,
+    login_patient,
+    open_stage,
+    overflow,
+    person,
+    screen_is,
+    shots,
+)
 from helpers import staff_token
 from live import Live
 from playwright.async_api import expect
-from test_booked_flow import WAIT, fits_and_labelled, screen_is
 
 from telemed.roles import Role
 

@@ -15,6 +15,7 @@ from e2ekit import (
     ADULT,
     DESK,
     PHONE,
+    WAIT,
     Person,
     Stage,
     camera_file,
@@ -34,7 +35,6 @@ from telemed.roles import Role
 
 CONCLUSION = "ОРВИ, лёгкое течение."
 ADVICE = "Обильное питьё, парацетамол при температуре выше 38,5."
-WAIT = 30_000  # ms; a generous ceiling for a loaded 2-core machine, not a timing assertion
 
 
 async def visible_screen(page: Page) -> str:
