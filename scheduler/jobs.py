@@ -24,6 +24,8 @@ from telemed.config import Settings
 from telemed.consultation import SYSTEM_ACTOR, Event, State
 from telemed.db import Database
 from telemed.errors import TelemedError
+from telemed.events import StaffMessage, UserMessage
+from telemed.events import record as record_event
 from telemed.live import Live
 from telemed.models import (
     Appointment,
@@ -210,15 +212,13 @@ class DueWork:
                             for channel in channels
                         ],
                     )
+                for row in useful:
+                    told = {"appointment_id": row.id, "starts_at": row.starts_at.isoformat()}
+                    record_event(session, UserMessage(row.patient_id, "reminder", told))
             for row in useful:
                 fired.add("reminder")
                 if row.remind_at is not None:
                     fired.reminder_lateness.append((now - row.remind_at).total_seconds())
-                await self.live.to_user(
-                    row.patient_id,
-                    "reminder",
-                    {"appointment_id": row.id, "starts_at": row.starts_at.isoformat()},
-                )
             if len(claimed) < self.batch or not self.keep_going():
                 return
 
@@ -244,7 +244,6 @@ class DueWork:
                 continue
             if change.transition is None and change.consultation.created_at == now:
                 fired.add("start")
-            await self.live.publish(change)
 
     # --- R-NOSHOW-1 -------------------------------------------------------------------------
 
@@ -262,7 +261,7 @@ class DueWork:
             ).all()
         for consultation_id, appointment_id in rows:
             try:
-                change = await self.consultations.fire(consultation_id, Event.NO_SHOW, SYSTEM_ACTOR)
+                await self.consultations.fire(consultation_id, Event.NO_SHOW, SYSTEM_ACTOR)
             except TelemedError:
                 continue  # the patient came, or another runner closed it
             booked_by = None
@@ -291,10 +290,9 @@ class DueWork:
                         sent_at=now,
                     )
                 )
+                told = {"consultation_id": consultation_id, "appointment_id": appointment_id}
+                record_event(session, StaffMessage(Role.CONSULTANT, "appointment:no_show", told))
             fired.add("no_show")
-            await self.live.publish(change)
-            told = {"consultation_id": consultation_id, "appointment_id": appointment_id}
-            await self.live.to_role(Role.CONSULTANT, "appointment:no_show", told)
 
     # --- R-LIMIT-URG / R-LIMIT-SCH -----------------------------------------------------------
 
@@ -326,17 +324,17 @@ class DueWork:
                     .values(limit_warned_at=now)
                 )
                 row = await session.get(Consultation, consultation_id)
-            if won.rowcount != 1 or row is None or ends_at is None:  # type: ignore[attr-defined]
-                continue
+                if won.rowcount != 1 or row is None or ends_at is None:  # type: ignore[attr-defined]
+                    continue
+                payload = {
+                    "consultation_id": consultation_id,
+                    "ends_at": ends_at.isoformat(),
+                    "server_time": now.isoformat(),  # the clock this tick read
+                }
+                for user in (row.patient_id, row.doctor_id):
+                    if user:
+                        record_event(session, UserMessage(user, "limit:warning", payload))
             fired.add("limit_warning")
-            payload = {
-                "consultation_id": consultation_id,
-                "ends_at": ends_at.isoformat(),
-                "server_time": now.isoformat(),  # the clock this tick read
-            }
-            for user in (row.patient_id, row.doctor_id):
-                if user:
-                    await self.live.to_user(user, "limit:warning", payload)
 
     async def _limits(self, now: datetime, fired: Fired) -> None:
         async with self.db.read() as session:
@@ -356,21 +354,21 @@ class DueWork:
                 )
             ).all()
         for consultation_id, consultant_id, doctor_id, patient_id in rows:
+            reached = {"consultation_id": consultation_id, "server_time": now.isoformat()}
             try:
-                change = await self.consultations.end_doctor_leg(
+                await self.consultations.end_doctor_leg(
                     consultation_id,
                     SYSTEM_ACTOR,
                     consultant_online=self.live.is_online(consultant_id),
+                    also=[
+                        UserMessage(user, "limit:reached", reached)
+                        for user in (patient_id, doctor_id)
+                        if user
+                    ],
                 )
             except TelemedError:
                 continue  # the doctor ended it first
             fired.add("limit_reached")
-            for user in (patient_id, doctor_id):
-                if user:
-                    await self.live.to_user(
-                        user, "limit:reached", {"consultation_id": consultation_id}
-                    )
-            await self.live.publish(change)
 
     # --- patients gone past the grace (backstop of the live layer's timers) ----------------
 
@@ -389,13 +387,10 @@ class DueWork:
             ).all()
         for consultation_id in rows:
             try:
-                change = await self.consultations.fire(
-                    consultation_id, Event.PATIENT_LEAVES, SYSTEM_ACTOR
-                )
+                await self.consultations.fire(consultation_id, Event.PATIENT_LEAVES, SYSTEM_ACTOR)
             except TelemedError:
                 continue
             fired.add("left")
-            await self.live.publish(change)
 
     # --- R-SCH: the slot horizon moves forward ---------------------------------------------
 

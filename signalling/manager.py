@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import telemed.metrics as metrics
+from telemed.events import AccessEnded, EndReason
 
 log = logging.getLogger("telemed.signalling.redis")
 # After a failed publish, emits skip Redis this long instead of each waiting on it.
@@ -34,6 +35,11 @@ CONNECT_TIMEOUT = 2.0
 # Sent on every change of a consultation (Signalling.publish): a node that sees one from
 # another node forgets what it cached about that consultation.
 CHANGE_EVENTS = frozenset({"consultation:state", "consultation:closed", "call:hangup"})
+# A user's access ended: every node ends that user's sockets. Sent as an emit to a room no
+# socket is in, so the library carries it to every node (this one included); no client
+# ever receives it.
+ACCESS_ENDED = "telemed:access_ended"
+NOBODY = "telemed:nobody"
 
 
 def raise_if_cancelled() -> None:
@@ -125,6 +131,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.subscribed = asyncio.Event()
         self.on_resubscribed: Callable[[], None] = lambda: None
         self.on_consultation_changed: Callable[[str], None] = lambda consultation_id: None
+        self.on_access_ended: Callable[[AccessEnded], Awaitable[None]] | None = None
         self._initialized = False
         self._lost_once = False
         self._skip_until = 0.0
@@ -206,7 +213,29 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.subscribed.clear()
         self._lost_once = True
 
+    async def end_access(self, ended: AccessEnded) -> None:
+        """Tell every node (this one too) to end a user's sockets."""
+        payload = {
+            "user_id": ended.user_id,
+            "reason": ended.reason.value,
+            "token_id": ended.token_id,
+        }
+        await self.emit(ACCESS_ENDED, payload, room=NOBODY)
+
     async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("event") == ACCESS_ENDED:
+            args = message.get("data")
+            payload = args[0] if isinstance(args, list) and args else None
+            if isinstance(payload, dict) and self.on_access_ended is not None:
+                token_id = payload.get("token_id")
+                await self.on_access_ended(
+                    AccessEnded(
+                        str(payload.get("user_id")),
+                        EndReason(str(payload.get("reason"))),
+                        str(token_id) if token_id is not None else None,
+                    )
+                )
+            return
         if message.get("event") in CHANGE_EVENTS:
             args = message.get("data")  # the emit's arguments, as a list
             payload = args[0] if isinstance(args, list) and args else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from signalling.budget import Budget
 from telemed.roles import Role
 
 
@@ -20,8 +21,10 @@ class Participant:
     user_id: str
     role: Role
     token: str
+    token_id: str
     expires_at: datetime
     checked_at: datetime
+    budget: Budget
     watching: set[Role] = field(default_factory=set)
 
 

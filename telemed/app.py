@@ -19,7 +19,7 @@ from telemed import __version__, metrics
 from telemed.clock import Clock, SystemClock
 from telemed.config import Settings, SmsSettings
 from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
-from telemed.db import Database, create_engine, upgrade_schema
+from telemed.db import Database, Publish, create_engine, upgrade_schema
 from telemed.errors import (
     InternalError,
     MethodNotAllowed,
@@ -28,6 +28,7 @@ from telemed.errors import (
     TelemedError,
     VendorMissing,
 )
+from telemed.events import DeadlineSet, DomainEvent
 from telemed.http import (
     views_appointments,
     views_auth,
@@ -39,6 +40,7 @@ from telemed.http import (
     views_queues,
 )
 from telemed.http.api import Api, bearer_token
+from telemed.live import Live
 from telemed.notify import Sender, build_sender
 from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
@@ -151,6 +153,18 @@ def _sender(config: SmsSettings, clock: Clock) -> Sender:
     )
 
 
+def _one_way_out(live: Live, replan: Callable[[], None]) -> Publish:
+    """Where committed domain events go: the live layer tells people; a new or moved
+    deadline makes the scheduler plan its next pass."""
+
+    async def publish(events: list[DomainEvent]) -> None:
+        if any(isinstance(event, DeadlineSet) for event in events):
+            replan()
+        await live.publish(events)
+
+    return publish
+
+
 def create_app(
     settings: Settings,
     *,
@@ -207,7 +221,10 @@ def create_app(
         runner = SchedulerRunner(work, settings.scheduler, lease, used_clock)
         app[SCHEDULER] = runner
         app[REPLAN] = runner.poke
+        db.on_commit = _one_way_out(signalling, runner.poke)
         await signalling.start()
+        if settings.redis.url is None:  # one node: nobody is connected to a node starting
+            await consultations.everyone_away()
         if settings.scheduler.enabled:
             await runner.start()
         yield

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "TELEMED_"
 CONFIG_ENV = "TELEMED_CONFIG"
@@ -268,15 +276,43 @@ class TurnSettings(_Section):
         return self
 
 
+class BudgetSettings(_Section):
+    """A socket's budget for one kind of event: `rate` per second, up to `burst` at once."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(gt=0)
+
+
+def _default_budgets() -> dict[str, BudgetSettings]:
+    return {
+        "chat": BudgetSettings(rate=5, burst=20),
+        "signal": BudgetSettings(rate=50, burst=200),
+        "other": BudgetSettings(rate=10, burst=40),
+    }
+
+
 class SignallingSettings(_Section):
-    """Socket.IO: sizes, liveness and the ICE servers handed to participants."""
+    """Socket.IO: sizes, liveness, event budgets and the ICE servers handed to participants."""
 
     max_event_bytes: int = Field(default=64 * 1024, gt=0)
     stun_urls: tuple[str, ...] = ()
     turn: TurnSettings = TurnSettings()
     ping_interval: Duration = timedelta(seconds=25)
     ping_timeout: Duration = timedelta(seconds=20)
-    queue_refresh_interval: Duration = timedelta(milliseconds=300)
+    # Waiting patients hear of a new place at most once per this interval.
+    queue_refresh_interval: Duration = timedelta(seconds=1)
+    # Per socket, by kind of event: `chat` (chat:send), `signal`, `other` (everything else).
+    budgets: dict[str, BudgetSettings] = Field(default_factory=_default_budgets)
+
+    @field_validator("budgets", mode="after")
+    @classmethod
+    def _complete_budgets(cls, given: dict[str, BudgetSettings]) -> dict[str, BudgetSettings]:
+        """A kind left out keeps its default; an unknown kind is a mistake worth naming."""
+        defaults = _default_budgets()
+        unknown = set(given) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown budget kinds {sorted(unknown)}; known: chat, signal, other")
+        return {**defaults, **given}
 
 
 class LoggingSettings(_Section):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from telemed.config import DatabaseSettings
+from telemed.events import EVENTS_KEY, DomainEvent, Recorded
+
+log = logging.getLogger("telemed.db")
+Publish = Callable[[list[DomainEvent]], Awaitable[None]]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "telemed_write"
@@ -109,7 +114,11 @@ class _WriteTurn:
 
 
 class Database:
-    """The one way services reach the database: `read()` and `write()` sessions."""
+    """The one way services reach the database: `read()` and `write()` sessions.
+
+    `write()` is also the unit of work of the events its services record
+    (`telemed.events.record`): once the transaction has committed, and the SQLite write
+    turn is given back, they go to `on_commit` (the live layer's publisher)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -118,6 +127,7 @@ class Database:
         writer_engine = engine.execution_options(**{_WRITE: True}) if self.is_sqlite else engine
         self._writer = async_sessionmaker(writer_engine, expire_on_commit=False)
         self._write_turn = _WriteTurn() if self.is_sqlite else None
+        self.on_commit: Publish | None = None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -129,11 +139,25 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed if the block ends normally, rolled back on error."""
         turn = self._write_turn if self._write_turn is not None else contextlib.nullcontext()
+        recorded = Recorded()
         async with _keep_cancellation(), turn, self._writer() as session, session.begin():
+            session.info[EVENTS_KEY] = recorded
             yield session
+        publish = self.on_commit
+        if recorded.events and publish is not None:
+            await _hand_on(publish, recorded.events)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _hand_on(publish: Publish, events: list[DomainEvent]) -> None:
+    """Hand committed events on. The change is made whatever happens here: a failed
+    delivery is logged, and clients catch up from the database when they reconnect."""
+    try:
+        await publish(events)
+    except Exception:
+        log.exception("publishing %d events failed", len(events))
 
 
 def alembic_config(url: str | None = None) -> AlembicConfig:

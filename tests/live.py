@@ -22,6 +22,7 @@ class Live:
         self.received: list[tuple[str, Any]] = []
         self._taken: set[int] = set()
         self._arrived = asyncio.Event()
+        self._snapshot: tuple[int, str, list[dict[str, Any]]] | None = None  # index, role, items
 
         async def record(event: str, data: Any = None) -> None:
             self.received.append((event, data))
@@ -40,8 +41,11 @@ class Live:
 
     async def call(self, event: str, data: Any = None, within: float = 5) -> dict[str, Any]:
         """Emit and return the ack."""
+        mark = len(self.received)
         ack = await self.sio.call(event, data if data is not None else {}, timeout=within)
         assert isinstance(ack, dict), ack
+        if event == "queue:watch" and ack.get("ok"):
+            self._snapshot = (mark, ack["role"], list(ack["items"]))
         return ack
 
     async def ok(self, event: str, data: Any = None) -> dict[str, Any]:
@@ -69,6 +73,42 @@ class Live:
             # Not `wait_for`: under Python 3.11 it returns normally when the event fires in
             # the same tick as a cancel, swallowing the cancel; a waiter inside a `while
             # True` (a media peer's signal listener) then never stops and its closer hangs.
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            try:
+                await asyncio.wait({arrived}, timeout=remaining)
+            finally:
+                arrived.cancel()
+
+    def queue(self) -> list[dict[str, Any]]:
+        """The watched queue as a console keeps it: the `queue:watch` snapshot with every
+        delta received since applied (`queue:update` replaces it), oldest first."""
+        if self._snapshot is None:
+            raise AssertionError(f"{self.name}: call queue:watch first")
+        start, _, snapshot = self._snapshot
+        items = {i["consultation_id"]: i for i in snapshot}
+        for name, data in self.received[start:]:
+            if name == "queue:joined" or name == "queue:changed":
+                items[data["item"]["consultation_id"]] = data["item"]
+            elif name == "queue:left":
+                items.pop(data["consultation_id"], None)
+            elif name == "queue:update":
+                items = {i["consultation_id"]: i for i in data["items"]}
+        return sorted(items.values(), key=lambda i: (i["queued_at"], i["consultation_id"]))
+
+    async def wait_queue(
+        self, where: Callable[[list[dict[str, Any]]], bool], within: float = 5
+    ) -> dict[str, Any]:
+        """Wait until the watched queue matches `where`; returns `{"role", "items"}`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            items = self.queue()
+            if where(items) and self._snapshot is not None:
+                return {"role": self._snapshot[1], "items": items}
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"{self.name}: queue never matched; it is {items}")
+            self._arrived.clear()
             arrived = asyncio.ensure_future(self._arrived.wait())
             try:
                 await asyncio.wait({arrived}, timeout=remaining)

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, Field, field_validator
 from sqlalchemy import select
 
 from telemed.consultation import Channel, Kind
-from telemed.context import LIVE, REPLAN, Services, client_addr, services
+from telemed.context import REPLAN, Services, client_addr, services
 from telemed.errors import Forbidden, ValidationFailed
 from telemed.http.api import Api, Body, Call, Out
 from telemed.models import Appointment, Patient, Staff
@@ -220,11 +220,6 @@ def register(api: Api) -> None:
                 who=who,
             )
         _poke(call.request)
-        await call.request.app[LIVE].to_user(
-            appointment.patient_id,
-            "appointment:booked",
-            {"appointment_id": appointment.id, "starts_at": appointment.starts_at.isoformat()},
-        )
         zone = await _zone_of(svc, appointment.patient_id)
         return appointment_out(appointment, zone if call.me.role is Role.PATIENT else None)
 
@@ -267,11 +262,6 @@ def register(api: Api) -> None:
             call.request.match_info["appointment_id"],
             Who(call.me.role, call.me.id, client_addr(call.request)),
             call.me.role,
-        )
-        await call.request.app[LIVE].to_role(
-            Role.CONSULTANT,
-            "appointment:cancelled",
-            {"appointment_id": appointment.id, "by": call.me.role.value},
         )
         zone = await _zone_of(svc, appointment.patient_id) if call.me.role is Role.PATIENT else None
         return appointment_out(appointment, zone)

@@ -20,6 +20,8 @@ from telemed.config import RulesSettings
 from telemed.consultation import Channel, Kind
 from telemed.db import Database
 from telemed.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from telemed.events import DeadlineSet, StaffMessage, UserMessage
+from telemed.events import record as record_event
 from telemed.models import Appointment, Notification, Patient, Slot, Staff, WorkingHours
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services.audit import Who, record
@@ -303,6 +305,9 @@ class AppointmentService:
                 kind="appointment_booked",
                 payload={"appointment_id": appointment.id, "starts_at": slot.starts_at.isoformat()},
             )
+            told = {"appointment_id": appointment.id, "starts_at": slot.starts_at.isoformat()}
+            record_event(session, UserMessage(patient_id, "appointment:booked", told))
+            record_event(session, DeadlineSet())  # its reminder and start
             record(
                 session,
                 at=now,
@@ -352,6 +357,8 @@ class AppointmentService:
                 kind="appointment_cancelled",
                 payload={"appointment_id": appointment.id, "by": role.value},
             )
+            told = {"appointment_id": appointment.id, "by": role.value}
+            record_event(session, StaffMessage(Role.CONSULTANT, "appointment:cancelled", told))
             record(
                 session,
                 at=now,

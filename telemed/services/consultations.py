@@ -9,7 +9,7 @@ when) and the audit entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -26,18 +26,22 @@ from telemed.consultation import (
     Kind,
     State,
     Transition,
+    counterpart_of,
     decide,
     leg_end_event,
     leg_limit,
 )
 from telemed.db import Database
 from telemed.errors import AlreadyTaken, Conflict, InvalidState, NotFound
+from telemed.events import Change, ConsultationChanged, DeadlineSet, DomainEvent, PatientAway
+from telemed.events import record as record_event
 from telemed.models import (
     Appointment,
     Consultation,
     ConsultationDocument,
     ConsultationLeg,
     Patient,
+    Staff,
 )
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.routing import duty_role_for
@@ -63,16 +67,6 @@ class DocumentsRequired(Conflict):
 class QueueEmpty(NotFound):
     code = "queue_empty"
     default_message = "Nobody is waiting in your queue."
-
-
-@dataclass(frozen=True)
-class Change:
-    """A consultation after a move, the move itself and the snapshot before it
-    (both None when the consultation was created or found already open)."""
-
-    consultation: Consultation
-    transition: Transition | None
-    before: ConsultationView | None = None
 
 
 def view_of(row: Consultation) -> ConsultationView:
@@ -115,7 +109,8 @@ class ConsultationService:
                     Consultation.patient_id == patient_id, Consultation.state != State.CLOSED
                 )
             )
-            if existing is not None:
+            if existing is not None:  # its state is told again, as to a new start
+                record_event(session, ConsultationChanged(Change(existing, None)))
                 return Change(existing, None)
             row = Consultation(
                 patient_id=patient_id,
@@ -141,6 +136,7 @@ class ConsultationService:
                 object_id=row.id,
                 detail={"kind": kind.value, "channel": channel.value},
             )
+            record_event(session, ConsultationChanged(Change(row, None)))
         return Change(row, None)
 
     async def open_booked(
@@ -159,6 +155,7 @@ class ConsultationService:
             if appointment.consultation_id is not None:
                 existing = await session.get(Consultation, appointment.consultation_id)
                 assert existing is not None
+                record_event(session, ConsultationChanged(Change(existing, None)))
                 return Change(existing, None)
             if appointment.state != "booked":
                 raise InvalidState(f"The appointment is {appointment.state}.")
@@ -199,6 +196,7 @@ class ConsultationService:
                 object_id=row.id,
                 detail={"appointment_id": appointment.id, "state": row.state},
             )
+            record_event(session, ConsultationChanged(Change(row, None)))
         return Change(row, None)
 
     async def get(self, consultation_id: str) -> Consultation:
@@ -218,8 +216,10 @@ class ConsultationService:
         doctor_id: str | None = None,
         outcome: str | None = None,
         client_addr: str | None = None,
+        also: Sequence[DomainEvent] = (),
     ) -> Change:
-        """Apply one event in one transaction; a concurrent change makes it fail cleanly."""
+        """Apply one event in one transaction; a concurrent change makes it fail cleanly.
+        `also`: events that happen only if this move does (told after the change)."""
         now = self.clock.now()
         async with self.db.write() as session:
             row = await session.get(Consultation, consultation_id)
@@ -257,7 +257,11 @@ class ConsultationService:
                 detail={"from": move.old.value, "to": move.new.value},
             )
             await session.refresh(row)
-        return Change(row, move, before)
+            change = Change(row, move, before)
+            record_event(session, ConsultationChanged(change))
+            for told in also:
+                record_event(session, told)
+        return change
 
     def _columns(
         self, row: Consultation, move: Transition, now: datetime, outcome: str | None
@@ -371,11 +375,14 @@ class ConsultationService:
         return await self.fire(consultation_id, Event.TRANSFER_TO_DOCTOR, actor, queue_role=role)
 
     async def transfer_to_doctor(
-        self, consultation_id: str, actor: Actor, doctor_id: str, doctor_role: Role
+        self, consultation_id: str, actor: Actor, doctor_id: str
     ) -> Change:
-        """Transfer to a named doctor (a booked consultation)."""
-        if doctor_role not in DOCTOR_ROLES:
+        """Transfer to a named doctor (a booked consultation), in that doctor's role queue."""
+        async with self.db.read() as session:
+            staff = await session.get(Staff, doctor_id)
+        if staff is None or not staff.active or Role(staff.role) not in DOCTOR_ROLES:
             raise NotFound("No such doctor.")
+        doctor_role = Role(staff.role)
         await self.check_documents(consultation_id)
         return await self.fire(
             consultation_id,
@@ -409,9 +416,109 @@ class ConsultationService:
             raise DocumentsRequired()
 
     async def end_doctor_leg(
-        self, consultation_id: str, actor: Actor, *, consultant_online: bool
+        self,
+        consultation_id: str,
+        actor: Actor,
+        *,
+        consultant_online: bool,
+        also: Sequence[DomainEvent] = (),
     ) -> Change:
         """The doctor (or the time limit) ends the leg: back to the consultant (R-URG-5)."""
         has_consultant = await self._current_consultant(consultation_id) is not None
         event = leg_end_event(consultant_online and has_consultant)
-        return await self.fire(consultation_id, event, actor)
+        return await self.fire(consultation_id, event, actor, also=also)
+
+    # --- the patient's connection (R-URG-2: keep the place while they are away) ----------
+
+    async def open_for(self, user_id: str, role: Role) -> list[Consultation]:
+        """A patient's open consultations, or those a staff member is with now: what a
+        (re)connecting client is given back."""
+        async with self.db.read() as session:
+            if role is Role.PATIENT:
+                query = select(Consultation).where(
+                    Consultation.patient_id == user_id, Consultation.state != State.CLOSED.value
+                )
+            else:
+                query = select(Consultation).where(
+                    (
+                        (Consultation.state == State.WITH_CONSULTANT.value)
+                        & (Consultation.consultant_id == user_id)
+                    )
+                    | (
+                        (Consultation.state == State.WITH_DOCTOR.value)
+                        & (Consultation.doctor_id == user_id)
+                    )
+                )
+            return list((await session.scalars(query)).all())
+
+    async def patient_back(self, patient_id: str) -> tuple[set[str], list[Consultation]]:
+        """The patient is connected again: their away deadline is cleared, and a booked
+        consultation that waited for them moves into the consultant queue. Returns the
+        consultations they had been away from, and their open ones as they are now."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            away = set(
+                (
+                    await session.scalars(
+                        update(Consultation)
+                        .where(
+                            Consultation.patient_id == patient_id,
+                            Consultation.state != State.CLOSED.value,
+                            Consultation.patient_away_since.is_not(None),
+                        )
+                        .values(patient_away_since=None, patient_seen_at=now)
+                        .returning(Consultation.id)
+                    )
+                ).all()
+            )
+        rows = await self.open_for(patient_id, Role.PATIENT)
+        back = []
+        for row in rows:
+            if row.state == State.WAITING_PATIENT.value:
+                try:
+                    row = (
+                        await self.fire(
+                            row.id, Event.PATIENT_CONNECTS, Actor(Role.PATIENT, patient_id)
+                        )
+                    ).consultation
+                except Conflict:  # the scheduler moved it meanwhile: take it as it is now
+                    row = await self.get(row.id)
+            back.append(row)
+        return away, back
+
+    async def patient_away(self, patient_id: str) -> None:
+        """The patient's last connection dropped: their place is kept for `no_show_after`
+        (`patient_away_since`, a deadline the scheduler acts on) and their counterparts
+        are told."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            rows = (
+                await session.scalars(
+                    select(Consultation).where(
+                        Consultation.patient_id == patient_id,
+                        Consultation.state.notin_(
+                            [State.CLOSED.value, State.WAITING_PATIENT.value]
+                        ),
+                        Consultation.patient_away_since.is_(None),
+                    )
+                )
+            ).all()
+            for row in rows:
+                row.patient_away_since = now
+                record_event(session, PatientAway(row.id, counterpart_of(view_of(row))))
+            if rows:
+                record_event(session, DeadlineSet())
+
+    async def everyone_away(self) -> None:
+        """A single node starting: nobody is connected yet, so every patient of an open
+        consultation is away from now (unless already away since earlier)."""
+        async with self.db.write() as session:
+            await session.execute(
+                update(Consultation)
+                .where(
+                    Consultation.state.notin_([State.CLOSED.value, State.WAITING_PATIENT.value]),
+                    Consultation.patient_away_since.is_(None),
+                )
+                .values(patient_away_since=self.clock.now())
+            )
+            record_event(session, DeadlineSet())

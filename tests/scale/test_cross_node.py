@@ -66,7 +66,7 @@ async def test_the_urgent_flow_with_the_patient_on_one_node_and_the_staff_on_the
     waiting = await patient.wait_state(cid, "waiting_consultant")
     # one consultant online (on node b): the whole queue_service_time for place 1
     assert waiting["queue_position"] == 1 and waiting["estimated_wait_seconds"] == 180
-    update = await consultant.wait("queue:update", lambda d: len(d["items"]) == 1)
+    update = await consultant.wait_queue(lambda items: len(items) == 1)
     assert update["items"][0]["consultation_id"] == cid
 
     await consultant.ok("consultation:accept", {})
@@ -77,7 +77,7 @@ async def test_the_urgent_flow_with_the_patient_on_one_node_and_the_staff_on_the
     await patient.wait("call:hangup")
     await consultant.wait("call:hangup")
     await patient.wait_state(cid, "waiting_doctor")
-    queued = await doctor.wait("queue:update", lambda d: len(d["items"]) == 1)
+    queued = await doctor.wait_queue(lambda items: len(items) == 1)
     assert queued["role"] == "therapist"
 
     a.clock.advance(timedelta(minutes=2))

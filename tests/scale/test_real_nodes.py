@@ -116,7 +116,7 @@ async def test_the_urgent_flow_across_two_processes_survives_killing_the_patient
 
         cid = (await patient.ok("consultation:start", {"channel": "video"}))["consultation_id"]
         await patient.wait_state(cid, "waiting_consultant")
-        queued = await consultant.wait("queue:update", lambda d: len(d["items"]) == 1)
+        queued = await consultant.wait_queue(lambda items: len(items) == 1)
         assert queued["items"][0]["consultation_id"] == cid
         await consultant.ok("consultation:accept", {})
         with_consultant = await patient.wait_state(cid, "with_consultant")
@@ -129,7 +129,7 @@ async def test_the_urgent_flow_across_two_processes_survives_killing_the_patient
 
         await consultant.ok("consultation:transfer", {"consultation_id": cid, "to": "duty_doctor"})
         await patient.wait_state(cid, "waiting_doctor")
-        queued = await therapist.wait("queue:update", lambda d: len(d["items"]) == 1)
+        queued = await therapist.wait_queue(lambda items: len(items) == 1)
         assert queued["role"] == "therapist"  # adult -> therapist (R-ROUTE-1)
         await therapist.ok("consultation:accept", {"consultation_id": cid})
         with_doctor = await patient.wait_state(cid, "with_doctor")

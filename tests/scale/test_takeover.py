@@ -14,6 +14,7 @@ from live import Live
 from redis_server import PrivateRedis
 from scalekit import REDIS_URL, Nodes, signalling_of, until, url_of
 
+from signalling.budget import Budget
 from signalling.presence import Participant
 from signalling.redis_presence import RedisPresence
 from telemed.models import Consultation
@@ -74,7 +75,7 @@ async def test_a_consultant_opening_a_second_console_on_another_node_replaces_th
     await first.ok("queue:watch")
     patient = await nodes.join(a, await patient_token(a, ADULT_PHONE), "patient")
     cid = (await patient.ok("consultation:start", {"channel": "video"}))["consultation_id"]
-    await first.wait("queue:update", lambda d: len(d["items"]) == 1)
+    await first.wait_queue(lambda items: len(items) == 1)
 
     second = await nodes.join(b, consultant_token, "console on b")
     await replaced_and_gone(first)
@@ -139,7 +140,9 @@ async def test_a_replaced_socket_releases_nothing_and_learns_its_user_is_still_o
     try:
 
         def joined(presence: RedisPresence, sid: str) -> Participant:
-            who = Participant(sid, "u1", Role.PATIENT, "t", now + timedelta(hours=1), now)
+            who = Participant(
+                sid, "u1", Role.PATIENT, "t", "t-id", now + timedelta(hours=1), now, Budget({})
+            )
             presence.add(who)
             return who
 

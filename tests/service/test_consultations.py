@@ -384,7 +384,7 @@ async def test_a_scheduled_doctors_leg_is_limited_to_fifteen_minutes(
     cid = (await svc.start(patient, Channel.CHAT, kind=Kind.SCHEDULED)).consultation.id
     await svc.accept(consultant, cid)
     assert booked.id is not None
-    await svc.transfer_to_doctor(cid, consultant, booked.id, Role.THERAPIST)
+    await svc.transfer_to_doctor(cid, consultant, booked.id)
 
     with pytest.raises(Forbidden):
         await svc.accept(other, cid)

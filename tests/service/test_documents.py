@@ -446,7 +446,7 @@ async def test_the_doctor_a_consultation_waits_for_reads_the_card_before_accepti
     consultations = app.services.consultations
     consultation_id = (await consultations.start(patient_id, Channel.VIDEO)).consultation.id
     await consultations.accept(consultant, consultation_id)
-    await consultations.transfer_to_doctor(consultation_id, consultant, doctor_id, Role.SPECIALIST)
+    await consultations.transfer_to_doctor(consultation_id, consultant, doctor_id)
     content = f"{DOCS}/{doc['document_id']}/content"
     assert (await app.client.get(content, headers=bearer(doctor))).status == 200
     assert (await app.client.get(content, headers=bearer(other_doctor))).status == 404

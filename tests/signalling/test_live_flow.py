@@ -28,7 +28,7 @@ async def run_urgent_flow(live: Any, phone: str, doctor_role: Role) -> None:
     cid = started["consultation_id"]
     waiting = await patient.wait_state(cid, "waiting_consultant")
     assert waiting["queue_position"] == 1 and waiting["estimated_wait_seconds"] > 0
-    update = await consultant.wait("queue:update", lambda d: len(d["items"]) == 1)
+    update = await consultant.wait_queue(lambda items: len(items) == 1)
     assert update["items"][0]["consultation_id"] == cid
     assert update["items"][0]["channel"] == "video"
 
@@ -46,7 +46,7 @@ async def run_urgent_flow(live: Any, phone: str, doctor_role: Role) -> None:
     await patient.wait("call:hangup")
     await consultant.wait("call:hangup")
     await patient.wait_state(cid, "waiting_doctor")
-    queued = await doctor.wait("queue:update", lambda d: len(d["items"]) == 1)
+    queued = await doctor.wait_queue(lambda items: len(items) == 1)
     assert queued["role"] == doctor_role.value
 
     app.clock.advance(timedelta(minutes=2))

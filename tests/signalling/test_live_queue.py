@@ -43,7 +43,7 @@ async def test_the_console_sees_who_is_past_the_start_target_and_breaches_are_co
     await consultant.ok("queue:watch")
     adult = await live.join(await patient_token(app, "+79161234567"), "adult")
     cid = (await adult.ok("consultation:start", {"channel": "chat"}))["consultation_id"]
-    fresh = await consultant.wait("queue:update", lambda d: len(d["items"]) == 1)
+    fresh = await consultant.wait_queue(lambda items: len(items) == 1)
     assert fresh["items"][0]["past_target"] is False
     app.clock.advance(timedelta(minutes=5, seconds=1))
     snapshot = await (await app.client.get("/api/v1/queues", headers=bearer(token))).json()

@@ -1,0 +1,75 @@
+"""The Socket.IO server as the rest of signalling sees it: typed emits to users, queues and
+sockets, and a server that keeps the library's reserved event names to itself.
+
+python-socketio dispatches a client frame `42["disconnect",{}]` to the server's own
+`disconnect` handler (and `connect` likewise), so a client could mark itself away while
+staying connected, or switch identities. `StrictServer` answers such frames, and every
+other name the library reserves, as unknown events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+from socketio import packet
+
+from telemed.roles import Role
+
+# Names python-socketio gives meaning to on the server side; clients may not send them.
+RESERVED = frozenset(
+    {"connect", "disconnect", "connect_error", "message", "error", "*", "newListener"}
+)
+
+
+def user_room(user_id: str) -> str:
+    """Every socket of one user, on whichever node: events follow people."""
+    return f"u:{user_id}"
+
+
+def queue_room(role: Role) -> str:
+    """The staff of a role watching their queue."""
+    return f"q:{role.value}"
+
+
+def doctor_queue_room(doctor_id: str) -> str:
+    """A doctor watching their queue: patients named for them (a booked consultation)."""
+    return f"qd:{doctor_id}"
+
+
+class StrictServer(socketio.AsyncServer):  # type: ignore[misc]
+    """An AsyncServer whose client events never reach the handlers of reserved names."""
+
+    on_reserved: Any = None  # async (event, sid, id) -> None, set by the handlers
+
+    async def _handle_event(self, eio_sid: str, namespace: str, id: Any, data: Any) -> None:
+        name = data[0] if isinstance(data, list) and data else None
+        if isinstance(name, str) and name not in RESERVED:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        if self.on_reserved is None or sid is None:
+            return
+        ack = await self.on_reserved(str(name)[:64], sid)
+        if id is not None:
+            reply = self.packet_class(packet.ACK, namespace=namespace, id=id, data=[ack])
+            await self._send_packet(eio_sid, reply)
+
+
+class Transport:
+    """Emits by target; one place that knows rooms and sids."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+
+    async def to_user(self, user_id: str, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=user_room(user_id))
+
+    async def to_room(self, room: str, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=room)
+
+    async def to_sid(self, sid: str, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, to=sid)
+
+    async def disconnect(self, sid: str) -> None:
+        await self.sio.disconnect(sid)
