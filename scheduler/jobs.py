@@ -40,6 +40,7 @@ from telemed.phone import mask_phone
 from telemed.roles import Role
 from telemed.services.appointments import AppointmentService
 from telemed.services.consultations import ConsultationService
+from telemed.services.token_ends import announce_ended_tokens, next_token_end
 
 log = logging.getLogger("telemed.scheduler")
 MAX_ATTEMPTS = 5
@@ -96,6 +97,7 @@ class DueWork:
             self._limit_warnings,
             self._limits,
             self._away_patients,
+            self._ended_sessions,
             self._slots,
         ):
             try:
@@ -148,6 +150,7 @@ class DueWork:
             candidates[4] = candidates[4] + grace
         if unwarned is not None:
             candidates.append(unwarned - warn)
+        candidates.append(await next_token_end(self.db))
         due = [c for c in candidates if c is not None]
         return min(due) if due else None
 
@@ -391,6 +394,13 @@ class DueWork:
             except TelemedError:
                 continue
             fired.add("left")
+
+    # --- live sessions of tokens that expired ----------------------------------------------
+
+    async def _ended_sessions(self, now: datetime, fired: Fired) -> None:
+        while await announce_ended_tokens(self.db, self.clock, self.batch) >= self.batch:
+            if not self.keep_going():
+                return
 
     # --- R-SCH: the slot horizon moves forward ---------------------------------------------
 

@@ -125,6 +125,10 @@ class AuthToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # When live sessions using it were told it ended (logout, expiry, a disabled account).
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_auth_tokens_live_expiry", "ended_at", "expires_at"),)
 
 
 class OtpCode(Base):

@@ -10,6 +10,7 @@ from pydantic import Field
 from telemed.context import client_addr, services
 from telemed.http.api import Api, Body, Call, Out
 from telemed.roles import STAFF_ROLES, Role
+from telemed.services.audit import Who
 
 Phone = Annotated[str, Field(min_length=3, max_length=32, examples=["+7 916 123-45-67"])]
 
@@ -110,3 +111,11 @@ def register(api: Api) -> None:
     async def logout(call: Call[Body]) -> None:
         """Revoke the current token."""
         await services(call.request).auth.logout(call.me)
+
+    @api.route("POST", "/staff/{staff_id}/disable", roles={Role.ADMIN}, tag="auth")
+    async def disable_staff(call: Call[Body]) -> None:
+        """Disable a staff account: no more logins; its live sessions end on every node."""
+        await services(call.request).auth.disable_staff(
+            call.request.match_info["staff_id"],
+            Who(call.me.role, call.me.id, client_addr(call.request)),
+        )

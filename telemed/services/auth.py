@@ -22,10 +22,13 @@ from telemed.db import Database
 from telemed.errors import (
     InvalidCode,
     InvalidCredentials,
+    NotFound,
     RateLimited,
     TooManyAttempts,
     Unauthorized,
 )
+from telemed.events import AccessEnded, EndReason
+from telemed.events import record as record_event
 from telemed.models import AuditEntry, AuthToken, OtpCode, Patient, ServerKey, Staff
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
@@ -338,9 +341,38 @@ class AuthService:
         )
 
     async def logout(self, caller: Caller) -> None:
-        """Revoke the caller's token at once."""
+        """Revoke the caller's token at once; live sessions using it end."""
+        now = self.clock.now()
         async with self.db.write() as session:
-            await self._revoke(session, caller.token_id, self.clock.now())
+            await self._revoke(session, caller.token_id, now)
+            await session.execute(
+                update(AuthToken).where(AuthToken.id == caller.token_id).values(ended_at=now)
+            )
+            record_event(session, AccessEnded(caller.id, EndReason.LOGOUT, caller.token_id))
+
+    async def disable_staff(self, staff_id: str, who: Who) -> None:
+        """Disable a staff account: it can no longer log in, its tokens are revoked and its
+        live sessions end on every node."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            staff = await session.get(Staff, staff_id)
+            if staff is None:
+                raise NotFound("No such staff account.")
+            staff.active = False
+            await session.execute(
+                update(AuthToken)
+                .where(AuthToken.subject_id == staff_id, AuthToken.ended_at.is_(None))
+                .values(revoked_at=func.coalesce(AuthToken.revoked_at, now), ended_at=now)
+            )
+            record(
+                session,
+                at=now,
+                who=who,
+                action="staff_disable",
+                object_type="staff",
+                object_id=staff_id,
+            )
+            record_event(session, AccessEnded(staff_id, EndReason.ACCOUNT_DISABLED))
 
     @staticmethod
     async def _revoke(session: AsyncSession, token_id: str, now: datetime) -> None:

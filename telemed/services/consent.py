@@ -10,6 +10,8 @@ from telemed.clock import Clock
 from telemed.consent import consent_text, current_version
 from telemed.db import Database
 from telemed.errors import Conflict
+from telemed.events import AccessEnded, EndReason
+from telemed.events import record as record_event
 from telemed.models import ConsentRecord
 from telemed.roles import Role
 from telemed.services.audit import Who, record
@@ -84,3 +86,5 @@ class ConsentService:
                 object_type="consent",
                 object_id=None,
             )
+            # R-CONSENT-1: no service without consent, the live one included.
+            record_event(session, AccessEnded(patient_id, EndReason.CONSENT_WITHDRAWN))

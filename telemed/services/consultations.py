@@ -49,7 +49,6 @@ from telemed.services.audit import Who, record
 
 _WITH_STAFF = {State.WITH_CONSULTANT, State.WITH_DOCTOR}
 _WAITING = {State.WAITING_CONSULTANT, State.WAITING_DOCTOR}
-_ACCEPT_CANDIDATES = 20
 
 
 class TooEarly(InvalidState):
@@ -220,47 +219,74 @@ class ConsultationService:
     ) -> Change:
         """Apply one event in one transaction; a concurrent change makes it fail cleanly.
         `also`: events that happen only if this move does (told after the change)."""
-        now = self.clock.now()
         async with self.db.write() as session:
             row = await session.get(Consultation, consultation_id)
             if row is None:
                 raise NotFound("No such consultation.")
-            before = view_of(row)
-            move = decide(before, event, actor, queue_role=queue_role, doctor_id=doctor_id)
-            values = self._columns(row, move, now, outcome)
-            result = await session.execute(
-                update(Consultation)
-                .where(
-                    Consultation.id == row.id,
-                    Consultation.state == move.old.value,
-                    Consultation.version == row.version,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                if event in (Event.CONSULTANT_ACCEPTS, Event.DOCTOR_ACCEPTS):
-                    raise AlreadyTaken()
-                raise Conflict("The consultation changed meanwhile; reload it.")
-            # The consultant after the move: the one accepting, or the one the patient
-            # returns to after the doctor (not among `values` because it did not change).
-            after = values.get("consultant_id", row.consultant_id)
-            consultant_id = after if isinstance(after, str) else None
-            await self._record_legs(session, row.id, move, consultant_id, actor, now)
-            record(
+            return await self._move(
                 session,
-                at=now,
-                who=Who(actor.role, actor.id, client_addr),
-                action=f"consultation_{event.value}",
-                object_type="consultation",
-                object_id=row.id,
-                detail={"from": move.old.value, "to": move.new.value},
+                row,
+                event,
+                actor,
+                queue_role=queue_role,
+                doctor_id=doctor_id,
+                outcome=outcome,
+                client_addr=client_addr,
+                also=also,
             )
-            await session.refresh(row)
-            change = Change(row, move, before)
-            record_event(session, ConsultationChanged(change))
-            for told in also:
-                record_event(session, told)
+
+    async def _move(
+        self,
+        session: AsyncSession,
+        row: Consultation,
+        event: Event,
+        actor: Actor,
+        *,
+        queue_role: Role | None = None,
+        doctor_id: str | None = None,
+        outcome: str | None = None,
+        client_addr: str | None = None,
+        also: Sequence[DomainEvent] = (),
+    ) -> Change:
+        """Decide and save one move of a loaded consultation, with its legs, audit entry and
+        events, inside the caller's transaction."""
+        now = self.clock.now()
+        before = view_of(row)
+        move = decide(before, event, actor, queue_role=queue_role, doctor_id=doctor_id)
+        values = self._columns(row, move, now, outcome)
+        result = await session.execute(
+            update(Consultation)
+            .where(
+                Consultation.id == row.id,
+                Consultation.state == move.old.value,
+                Consultation.version == row.version,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            if event in (Event.CONSULTANT_ACCEPTS, Event.DOCTOR_ACCEPTS):
+                raise AlreadyTaken()
+            raise Conflict("The consultation changed meanwhile; reload it.")
+        # The consultant after the move: the one accepting, or the one the patient
+        # returns to after the doctor (not among `values` because it did not change).
+        after = values.get("consultant_id", row.consultant_id)
+        consultant_id = after if isinstance(after, str) else None
+        await self._record_legs(session, row.id, move, consultant_id, actor, now)
+        record(
+            session,
+            at=now,
+            who=Who(actor.role, actor.id, client_addr),
+            action=f"consultation_{event.value}",
+            object_type="consultation",
+            object_id=row.id,
+            detail={"from": move.old.value, "to": move.new.value},
+        )
+        await session.refresh(row)
+        change = Change(row, move, before)
+        record_event(session, ConsultationChanged(change))
+        for told in also:
+            record_event(session, told)
         return change
 
     def _columns(
@@ -331,35 +357,37 @@ class ConsultationService:
             )
 
     async def accept(self, actor: Actor, consultation_id: str | None = None) -> Change:
-        """Take a named patient, or the longest-waiting one of the actor's queue."""
+        """Take a named patient, or the longest-waiting one of the actor's queue: in one
+        transaction that, on PostgreSQL, locks the first row no other accept holds
+        (`FOR UPDATE SKIP LOCKED`), so racing consultants take different patients instead
+        of queueing on the same row; SQLite's writers take turns anyway. The guarded update
+        stays the proof of exactly once."""
         event = Event.CONSULTANT_ACCEPTS if actor.role is Role.CONSULTANT else Event.DOCTOR_ACCEPTS
         if consultation_id is not None:
             return await self.fire(consultation_id, event, actor)
         waiting = (
             State.WAITING_CONSULTANT if actor.role is Role.CONSULTANT else State.WAITING_DOCTOR
         )
-        async with self.db.read() as session:
-            candidates = (
-                await session.scalars(
-                    select(Consultation.id)
-                    .where(
-                        Consultation.state == waiting.value,
-                        Consultation.queue_role == actor.role.value,
-                        or_(
-                            Consultation.target_doctor_id.is_(None),
-                            Consultation.target_doctor_id == actor.id,
-                        ),
-                    )
-                    .order_by(Consultation.queued_at, Consultation.id)
-                    .limit(_ACCEPT_CANDIDATES)
-                )
-            ).all()
-        for candidate in candidates:
-            try:
-                return await self.fire(candidate, event, actor)
-            except AlreadyTaken:
-                continue
-        raise QueueEmpty()
+        first = (
+            select(Consultation)
+            .where(
+                Consultation.state == waiting.value,
+                Consultation.queue_role == actor.role.value,
+                or_(
+                    Consultation.target_doctor_id.is_(None),
+                    Consultation.target_doctor_id == actor.id,
+                ),
+            )
+            .order_by(Consultation.queued_at, Consultation.id)
+            .limit(1)
+        )
+        if not self.db.is_sqlite:
+            first = first.with_for_update(skip_locked=True)
+        async with self.db.write() as session:
+            row = await session.scalar(first)
+            if row is None:
+                raise QueueEmpty()
+            return await self._move(session, row, event, actor)
 
     async def transfer_to_duty_doctor(self, consultation_id: str, actor: Actor) -> Change:
         """Transfer to the duty therapist (18+) or paediatrician (1-17) by age (R-ROUTE-1)."""

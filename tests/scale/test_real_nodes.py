@@ -83,7 +83,7 @@ async def test_the_urgent_flow_across_two_processes_survives_killing_the_patient
     """R-AUTH-1, R-CONSENT-1, R-URG-1..5, R-ROUTE-1 across processes: OTP login and consent
     on A, the queue on B, chat and signals both ways, the duty therapist's leg ending back
     `with_consultant` (R-URG-5), then A is killed: the patient reconnects to B and finds the
-    same state and counterpart, only the chat it missed; the consultant, told `peer:rejoined`,
+    same state and counterpart, only the chat it missed; the consultant, told `peer:replaced`,
     starts a fresh peer connection (as rtc.js does) and media flows again through B's relay."""
     await seeded(start_app, pg_url)
     sms_file = tmp_path / "sms.jsonl"
@@ -164,9 +164,11 @@ async def test_the_urgent_flow_across_two_processes_survives_killing_the_patient
         assert [(m["message_id"], m["text"]) for m in history["messages"]] == [
             (missed["message_id"], "while you were away")
         ]
-        rejoined = await consultant.wait("peer:rejoined")
-        assert rejoined == {"consultation_id": cid, "role": "patient"}
-        await consultant_peer.close()  # on `peer:rejoined` the staff side starts afresh
+        # Node a died without seeing the patient leave: the new connection replaces the
+        # session Redis still names (a dead node's socket), as a takeover would.
+        replaced = await consultant.wait("peer:replaced")
+        assert replaced == {"consultation_id": cid, "role": "patient"}
+        await consultant_peer.close()  # on `peer:replaced` the staff side starts afresh
         await chat(patient, consultant, cid, "consultant", "4")
         await call(
             peers, cid, (consultant, "consultant", consultant_state), (patient, resumed)

@@ -33,7 +33,8 @@ async def test_a_patient_opening_a_second_tab_on_another_node_replaces_the_first
 ) -> None:
     """The patient's first tab (node a) is replaced by the second (node b): told and
     disconnected; the second resumes the consultation and chats; the patient is not
-    counted away (no grace timer, no `peer:away`) since they never left."""
+    counted away (no grace timer, no `peer:away`, no `peer:rejoined`) since they never
+    left; the consultant hears `peer:replaced` and starts the call afresh."""
     a, b = nodes.a, nodes.b
     consultant_token, _ = await staff_token(a, Role.CONSULTANT)
     consultant = await nodes.join(b, consultant_token, "consultant")
@@ -58,7 +59,9 @@ async def test_a_patient_opening_a_second_tab_on_another_node_replaces_the_first
     patient_id = str(second.events("session")[0]["user_id"])
     assert signalling_of(a).presence.sids(patient_id) == []
     assert signalling_of(b).presence.sids(patient_id) == [second.sio.get_sid()]
-    assert consultant.events("peer:away") == []
+    replaced = await consultant.wait("peer:replaced")
+    assert replaced == {"consultation_id": cid, "role": "patient"}
+    assert consultant.events("peer:away") == [] and consultant.events("peer:rejoined") == []
     async with a.services.db.read() as session:
         row = await session.get(Consultation, cid)
     assert row is not None and row.patient_away_since is None

@@ -158,8 +158,9 @@ async def test_the_urgent_doctor_leg_is_warned_at_28_minutes_and_ends_at_30(
     assert patient.events("limit:reached") == [] and len(patient.events("limit:warning")) == 1
     clinic.app.clock.advance(timedelta(seconds=1))  # 30:00
     await clinic.tick()
-    assert await patient.wait("limit:reached") == {"consultation_id": cid}
-    assert await therapist.wait("limit:reached") == {"consultation_id": cid}
+    reached = {"consultation_id": cid, "server_time": clinic.app.clock.now().isoformat()}
+    assert await patient.wait("limit:reached") == reached
+    assert await therapist.wait("limit:reached") == reached
     back = await patient.wait_state(cid, "with_consultant")
     assert back["counterpart"]["role"] == "consultant"
 
@@ -189,7 +190,8 @@ async def test_the_booked_doctor_leg_ends_at_15_minutes(clinic: Clinic) -> None:
     assert (await doctor.wait("limit:warning"))["consultation_id"] == cid
     clinic.app.clock.advance(timedelta(minutes=2))
     await clinic.tick()
-    assert await doctor.wait("limit:reached") == {"consultation_id": cid}
+    reached = await doctor.wait("limit:reached")
+    assert reached == {"consultation_id": cid, "server_time": clinic.app.clock.now().isoformat()}
     await patient.wait_state(cid, "with_consultant")
 
 

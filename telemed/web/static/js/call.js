@@ -437,6 +437,7 @@ export function mountCall(
   live.on("call:hangup", onHangupEvent);
   live.on("peer:away", onAway);
   live.on("peer:rejoined", onRejoined);
+  live.on("peer:replaced", onRejoined); // a newer tab of the patient: the same fresh start
   const unState = live.onState ? live.onState(onLiveState) : null;
 
   let destroyed = false;
@@ -449,6 +450,7 @@ export function mountCall(
     live.off("call:hangup", onHangupEvent);
     live.off("peer:away", onAway);
     live.off("peer:rejoined", onRejoined);
+    live.off("peer:replaced", onRejoined);
     if (typeof unState === "function") unState();
     connection?.close();
     remoteVideo.srcObject = null;

@@ -109,6 +109,12 @@ export function connectLive(token) {
       setState(state === "connected" || state === "reconnecting" ? "reconnecting" : "connecting");
     }
   });
+  // Logout, expiry, consent withdrawal or a disabled account: the server disconnects next.
+  // The pages already know the two refusals it amounts to: log in again, or the consent.
+  socket.on("session:ended", (data) => {
+    const code = data?.reason === "consent_withdrawn" ? "consent_required" : "unauthorized";
+    setState("refused", { code, reason: data?.reason || "", message: "" });
+  });
   socket.on("session:replaced", (data) => {
     setState("refused", { code: data?.reason || "taken_over", message: data?.message || "" });
   });
