@@ -35,7 +35,7 @@ async def test_a_burst_of_a_thousand_emits_on_one_node_all_reach_clients_on_the_
     live = signalling_of(nodes.a)
 
     await asyncio.gather(
-        *(live.to_user(staff[n % LISTENERS][1], "burst", {"n": n}) for n in range(BURST))
+        *(live.transport.to_user(staff[n % LISTENERS][1], "burst", {"n": n}) for n in range(BURST))
     )
 
     for client in clients:
