@@ -7,7 +7,6 @@ exception: they are messages between two people, not changes of state.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from signalling import schemas
+from signalling.codec import encoded_size
 from signalling.participants import ParticipantsCache
 from signalling.presence import Participant, Presence
 from signalling.publisher import Publisher, queue_item
@@ -133,8 +133,8 @@ class Handlers:
         if not isinstance(data, dict):
             raise BadRequest("The event payload must be a JSON object.")
         try:
-            size = len(json.dumps(data, separators=(",", ":")))
-        except (TypeError, ValueError):
+            size = encoded_size(data)
+        except TypeError:
             raise BadRequest("The event payload is not JSON.") from None
         limit = self.services.settings.signalling.max_event_bytes
         if size > limit:

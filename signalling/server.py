@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from signalling.cluster import Cluster, drain_on_shutdown
+from signalling.codec import OrjsonCodec
 from signalling.handlers import Handlers
 from signalling.manager import cancel_all
 from signalling.participants import ParticipantsCache
@@ -51,6 +52,10 @@ class Signalling:
             max_http_buffer_size=max(1024 * 1024, s.max_event_bytes * 4),
             logger=False,
             engineio_logger=False,
+            json=OrjsonCodec,
+            # One socket's events run one after another, in order, without a task each:
+            # signals of a connection arrive as sent, and a burst costs no task churn.
+            async_handlers=False,
         )
         self.sio.attach(app)
         drain_on_shutdown(app, self.sio)  # a stopping node sends its clients elsewhere

@@ -482,24 +482,27 @@ class ConsultationService:
     async def patient_back(self, patient_id: str) -> tuple[set[str], list[Consultation]]:
         """The patient is connected again: their away deadline is cleared, and a booked
         consultation that waited for them moves into the consultant queue. Returns the
-        consultations they had been away from, and their open ones as they are now."""
-        now = self.clock.now()
-        async with self.db.write() as session:
-            away = set(
-                (
-                    await session.scalars(
-                        update(Consultation)
-                        .where(
-                            Consultation.patient_id == patient_id,
-                            Consultation.state != State.CLOSED.value,
-                            Consultation.patient_away_since.is_not(None),
-                        )
-                        .values(patient_away_since=None, patient_seen_at=now)
-                        .returning(Consultation.id)
-                    )
-                ).all()
-            )
+        consultations they had been away from, and their open ones as they are now. A
+        patient with nothing to clear costs one read (a reconnect storm stays cheap)."""
         rows = await self.open_for(patient_id, Role.PATIENT)
+        away: set[str] = set()
+        if any(row.patient_away_since is not None for row in rows):
+            async with self.db.write() as session:
+                away = set(
+                    (
+                        await session.scalars(
+                            update(Consultation)
+                            .where(
+                                Consultation.patient_id == patient_id,
+                                Consultation.state != State.CLOSED.value,
+                                Consultation.patient_away_since.is_not(None),
+                            )
+                            .values(patient_away_since=None, patient_seen_at=self.clock.now())
+                            .returning(Consultation.id)
+                        )
+                    ).all()
+                )
+            rows = await self.open_for(patient_id, Role.PATIENT)
         back = []
         for row in rows:
             if row.state == State.WAITING_PATIENT.value:
