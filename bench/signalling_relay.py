@@ -12,6 +12,8 @@ real server processes one after the other, connects `--clients` light Socket.IO 
 
 Targets (`--targets`, in this order, one run):
   bare    bench/bare_relay.py, the baseline every ratio is against
+  sio     bench/sio_relay.py: a minimal python-socketio relay (token map, signal to the
+          other side's user room, GC tuned), the library's own floor
   stock   telemed serve --no-gc-tune (SQLite): python-socketio as shipped
   tuned   telemed serve (SQLite), gc.freeze() + threshold 50,000 (telemed/runtime.py)
   pg1     one telemed node on PostgreSQL, in-process Socket.IO manager
@@ -21,6 +23,7 @@ Targets (`--targets`, in this order, one run):
     .venv/bin/python bench/signalling_relay.py                       # bare, stock, tuned
     .venv/bin/python bench/signalling_relay.py --clients 10000 --rates 1000
     .venv/bin/python bench/signalling_relay.py --targets bare,pg1,pg2
+    .venv/bin/python bench/signalling_relay.py --targets bare,sio,tuned
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import json
 import os
 import sys
 import time
@@ -314,7 +318,18 @@ async def main(args: argparse.Namespace) -> None:
                     )
                     results.append(await measure(target, servers, bare, args))
                     continue
-                if target in ("stock", "tuned"):
+                if target == "sio":
+                    if "sqlite" not in seeded and "pg" not in seeded:
+                        await sqlite_db()
+                    s = seeded.get("sqlite") or seeded["pg"]
+                    peers = tmp / "peers.json"
+                    peers.write_text(json.dumps(peer_map(s)))
+                    servers = [
+                        await kit.start_python(
+                            "sio", kit.ROOT / "bench/sio_relay.py", ["--peers", str(peers)]
+                        )
+                    ]
+                elif target in ("stock", "tuned"):
                     env = await sqlite_db()
                     extra = ["--no-gc-tune"] if target == "stock" else []
                     servers = [await kit.start_telemed(target, env, tmp, extra)]
@@ -350,6 +365,16 @@ async def main(args: argparse.Namespace) -> None:
         if pg is not None:
             await kit.drop_pg_database(pg[0])
     report(results, args)
+
+
+def peer_map(seeded: kit.Seeded) -> dict[str, list[str]]:
+    """For the sio relay: each token's user and the other side of their consultation."""
+    peers: dict[str, list[str]] = {}
+    for pair in seeded.pairs:
+        patient, consultant = pair.patient, pair.consultant
+        peers[patient.token] = [patient.user_id, consultant.user_id]
+        peers[consultant.token] = [consultant.user_id, patient.user_id]
+    return peers
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
