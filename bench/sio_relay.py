@@ -25,7 +25,6 @@ def build(peers: dict[str, list[str]]) -> web.Application:
     sio.attach(app)
     users: dict[str, tuple[str, str]] = {}
 
-    @sio.on("connect")
     async def connect(sid: str, environ: Any, auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         found = peers.get(str(token))
@@ -34,16 +33,18 @@ def build(peers: dict[str, list[str]]) -> web.Application:
         users[sid] = (found[0], found[1])
         await sio.enter_room(sid, f"u:{found[0]}")
 
-    @sio.on("disconnect")
     async def disconnect(sid: str, reason: Any = None) -> None:
         users.pop(sid, None)
 
-    @sio.on("signal")
     async def signal(sid: str, data: Any) -> dict[str, Any]:
         _, peer = users[sid]
         payload = {"consultation_id": data["consultation_id"], "data": data["data"]}
         await sio.emit("signal", payload, room=f"u:{peer}")
         return {"ok": True}
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
+    sio.on("signal", signal)
 
     async def ready(request: web.Request) -> web.Response:
         return web.Response(text="ok")
