@@ -38,6 +38,7 @@ from signalling.manager import (
     wait_for_event,
 )
 from signalling.presence import Participant, Presence
+from signalling.presence_mirror import NodeMirror
 from telemed.roles import Role
 
 log = logging.getLogger("telemed.signalling.presence")
@@ -77,10 +78,7 @@ class RedisPresence(Presence):
             decode_responses=True,
         )
         # The other nodes, as last read or announced.
-        self._remote: dict[str, dict[str, Role]] = {}
-        self._seq_of: dict[str, int] = {}
-        self._seen_at: dict[str, float] = {}
-        self._where: dict[str, set[str]] = {}
+        self.mirror = NodeMirror()
         self._resyncing: set[str] = set()
         self._pending: dict[str, list[dict[str, Any]]] = {}
         # This node, as written to Redis.
@@ -165,21 +163,21 @@ class RedisPresence(Presence):
         if participant is None or not gone_here:
             return participant, False
         self._changed(participant.user_id)
-        return participant, participant.user_id not in self._where
+        return participant, participant.user_id not in self.mirror.where
 
     def online(self, user_id: str | None) -> bool:
-        return super().online(user_id) or (user_id is not None and user_id in self._where)
+        return super().online(user_id) or (user_id is not None and user_id in self.mirror.where)
 
     def count(self, role: Role) -> int:
         """Users of a role online on any node (for the wait estimate)."""
         users = {p.user_id for p in self._by_sid.values() if p.role is role}
-        for remote in self._remote.values():
+        for remote in self.mirror.remote.values():
             users.update(u for u, r in remote.items() if r is role)
         return len(users)
 
     def elsewhere(self, user_id: str) -> bool:
         """Whether another node has a connection of this user."""
-        return user_id in self._where
+        return user_id in self.mirror.where
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -320,14 +318,14 @@ class RedisPresence(Presence):
         reading = []
         for node, seq in zip(others, seqs, strict=True):
             if seq is None:
-                self._drop(node)
+                self.mirror.drop(node)
                 continue
-            self._seen_at[node] = now
-            if int(seq) != self._seq_of.get(node):
+            self.mirror.seen_at[node] = now
+            if int(seq) != self.mirror.seq_of.get(node):
                 reading.append(self._start_resync(node))
         await asyncio.gather(*(task for task in reading if task is not None))
-        for node in set(self._remote) - set(others):
-            self._drop(node)
+        for node in set(self.mirror.remote) - set(others):
+            self.mirror.drop(node)
         if self._subscribed:
             self._ready.set()
 
@@ -357,11 +355,11 @@ class RedisPresence(Presence):
         raw = {str(k): str(v) for k, v in data.items()}
         seq = raw.pop(SEQ, None)
         if seq is None:  # gone: what it announced no longer matters
-            self._drop(node)
+            self.mirror.drop(node)
             return
-        self._replace(node, {u: Role(r) for u, r in raw.items()})
-        self._seq_of[node] = int(seq)
-        self._seen_at[node] = asyncio.get_running_loop().time()
+        self.mirror.replace(node, {u: Role(r) for u, r in raw.items()})
+        self.mirror.seq_of[node] = int(seq)
+        self.mirror.seen_at[node] = asyncio.get_running_loop().time()
         for message in pending:
             self._apply(message)
 
@@ -385,55 +383,18 @@ class RedisPresence(Presence):
         if node == self.node:
             return
         if message.get("gone"):
-            self._drop(node)
+            self.mirror.drop(node)
             return
         if node in self._resyncing:
             self._pending.setdefault(node, []).append(message)
             return
-        seq = int(message["seq"])
-        known = self._seq_of.get(node)
-        if known is not None and seq <= known:
-            return  # already in what was read
-        if message.get("reset") or known is None or seq > known + 1:
+        if not self.mirror.apply(node, message, asyncio.get_running_loop().time()):
             self._pending.setdefault(node, []).append(message)
             self._start_resync(node)
-            return
-        for user, role in message.get("set", {}).items():
-            self._put(node, user, Role(role))
-        for user in message.get("del", []):
-            self._del(node, user)
-        self._seq_of[node] = seq
-        self._seen_at[node] = asyncio.get_running_loop().time()
 
     def _forget_unconfirmed(self) -> None:
         """Users of nodes not confirmed within the TTL (dead, or Redis down) are offline."""
         now = asyncio.get_running_loop().time()
-        for node, seen in list(self._seen_at.items()):
+        for node, seen in list(self.mirror.seen_at.items()):
             if now - seen > self.ttl:
-                self._drop(node)
-
-    # --- the mirror itself -------------------------------------------------------------
-
-    def _put(self, node: str, user: str, role: Role) -> None:
-        self._remote.setdefault(node, {})[user] = role
-        self._where.setdefault(user, set()).add(node)
-
-    def _del(self, node: str, user: str) -> None:
-        self._remote.get(node, {}).pop(user, None)
-        nodes = self._where.get(user)
-        if nodes is not None:
-            nodes.discard(node)
-            if not nodes:
-                del self._where[user]
-
-    def _replace(self, node: str, users: dict[str, Role]) -> None:
-        for user in set(self._remote.get(node, {})) - set(users):
-            self._del(node, user)
-        for user, role in users.items():
-            self._put(node, user, role)
-
-    def _drop(self, node: str) -> None:
-        self._replace(node, {})
-        self._remote.pop(node, None)
-        self._seq_of.pop(node, None)
-        self._seen_at.pop(node, None)
+                self.mirror.drop(node)

@@ -22,7 +22,8 @@ from aiortc import RTCConfiguration, RTCIceServer
 from pydantic import Field
 
 from signalling.ice import ice_servers
-from signalling.media_check import MEDIA_CHECKS, CallReport, MediaChecks
+from signalling.media_call import CallReport
+from signalling.media_check import MEDIA_CHECKS, MediaChecks
 from telemed.config import Settings
 from telemed.consultation import Channel
 from telemed.context import services

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from signalling.media_check import ice_path
+from signalling.media_call import ice_path
 from telemed.config import DeviceSettings
 from telemed.consultation import Channel
 from telemed.devices import (
