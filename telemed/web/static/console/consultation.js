@@ -6,6 +6,8 @@ import { mountCall } from "/static/js/call.js";
 import { appointmentById, appointmentFor, loadDay } from "./day.js";
 import { $, api, fire, isConsultant, isDoctor, localTime, nameOf, on, s, showError, syncClock, t } from "./state.js";
 
+const askedDay = new Set();
+
 function myActiveState() {
   return isDoctor() ? "with_doctor" : "with_consultant";
 }
@@ -117,11 +119,14 @@ export function renderCurrent() {
 /** Booked patient: "transfer to the booked doctor (name, time)" first, the duty doctor as
  * the alternative (R-SCH-3); otherwise the duty doctor (R-URG-3). */
 function renderTransfer(p) {
-  const booked = isConsultant() ? bookingOf(p) : null;
+  const booked = isConsultant() && !s.seenDoctor.has(p.consultation_id) ? bookingOf(p) : null;
   const toBooked = $("transfer-booked-doctor");
   const toDuty = $("transfer-duty-doctor");
   if (!isConsultant()) return;
-  if (p.appointment_id && !booked) loadDay().then(() => s.current === p && renderTransfer(p)); // not in the list yet
+  if (p.appointment_id && !booked && !askedDay.has(p.appointment_id)) {
+    askedDay.add(p.appointment_id); // not in the day's list yet: read it once more
+    loadDay().then(() => s.current === p && renderTransfer(p));
+  }
   toBooked.hidden = !booked;
   toDuty.classList.toggle("primary", !booked);
   $("booked-line").hidden = !booked;
@@ -191,3 +196,4 @@ async function hangUp(kind) {
 $("close-consultation").addEventListener("click", () => hangUp("close"));
 $("end-leg").addEventListener("click", () => hangUp("end"));
 on("render", renderCurrent);
+on("render-current", () => s.current && renderTransfer(s.current));

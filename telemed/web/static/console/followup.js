@@ -3,25 +3,46 @@
 // outcome (a closed list + free text), stored with the consultation and shown in "My records".
 
 import { el } from "/static/js/dom.js";
-import { $, api, isConsultant, on, s, showError, t } from "./state.js";
+import { $, api, fire, isConsultant, on, s, showError, t } from "./state.js";
 
 export const NEEDS = ["none", "specialist", "tests", "clinic_visit", "home_visit", "hospital", "medicines", "second_opinion"];
 export const OUTCOMES = ["finished", "booked", "referred", "emergency", "declined"];
 
+const POLL_MS = 5000; // until the doctor signs: no live event tells the consultant
 let shownFor = null;
+let poll = null;
 
+/** Load the doctor's part and the record; the panel shows once the patient has seen a
+ * doctor (after a reload too: the consultation I am with is asked once). */
 async function load(consultationId) {
   shownFor = consultationId;
-  $("followup-panel").hidden = false;
   showError($("followup-error"), null);
   $("followup-status").textContent = "";
   try {
     const data = await api.get(`/consultations/${consultationId}/follow-up`);
     if (shownFor !== consultationId) return;
+    $("followup-panel").hidden = data.conclusion.state === "no_doctor";
+    if (data.conclusion.state === "no_doctor") return;
+    s.seenDoctor.add(consultationId); // the booked doctor is no longer offered
+    fire("render-current");
     renderAdvice(data.conclusion);
     fill(data.follow_up);
+    clearTimeout(poll);
+    if (data.conclusion.state !== "signed") poll = setTimeout(() => shownFor === consultationId && refresh(consultationId), POLL_MS);
   } catch (err) {
     showError($("followup-error"), err);
+  }
+}
+
+/** Only the doctor's part again (the form keeps what the consultant is typing). */
+async function refresh(consultationId) {
+  try {
+    const data = await api.get(`/consultations/${consultationId}/follow-up`);
+    if (shownFor !== consultationId) return;
+    renderAdvice(data.conclusion);
+    if (data.conclusion.state !== "signed") poll = setTimeout(() => shownFor === consultationId && refresh(consultationId), POLL_MS);
+  } catch {
+    /* the next open shows the error */
   }
 }
 
@@ -82,11 +103,12 @@ $("followup-form").addEventListener("submit", async (event) => {
 on("back", (p) => isConsultant() && load(p.consultation_id));
 on("current", (p) => {
   if (!isConsultant()) return;
-  // A reload while the patient is back from the doctor: the state says a doctor leg was held.
-  if (p && p.consultation_id !== shownFor && (p.doctor_leg_done || p.had_doctor)) load(p.consultation_id);
-  if (!p) {
+  if (p && p.consultation_id !== shownFor) load(p.consultation_id);
+  if (!p && shownFor) {
+    // The consultation ended or moved on: keep the record on screen only while it is mine.
     $("followup-panel").hidden = true;
     shownFor = null;
+    clearTimeout(poll);
   }
 });
 on("render", () => {

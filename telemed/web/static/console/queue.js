@@ -2,7 +2,7 @@
 // alert with its tone, accept and accept-next; booked patients show their appointment.
 
 import { el, mmss } from "/static/js/dom.js";
-import { appointmentFor } from "./day.js";
+import { appointmentFor, loadDay } from "./day.js";
 import { $, fire, isConsultant, isDoctor, localTime, on, s, showError, t } from "./state.js";
 import { createQueue } from "./queue_model.js";
 
@@ -11,6 +11,7 @@ const TARGET_SECONDS = 5 * 60; // R-URG-2: the consultant's start target, shown 
 let queue = createQueue();
 let hadSnapshot = false;
 let audio = null;
+const askedDay = new Set(); // booked items the day's list was re-read for (v1 items carry no appointment)
 
 /** Start watching (after every connect: the ack is the re-sync, QUEUE_DELTAS). */
 export async function watch() {
@@ -94,9 +95,19 @@ function checkLine(check) {
   return { text, cls: `q-check ${check.ok ? "ok" : "bad"}` };
 }
 
+/** A booked patient whose item has no appointment (a v1 server): the day's list has it once
+ * the consultation exists; read it again, once per consultation. */
+function lookUpBookings(items) {
+  const missing = items.filter((i) => i.kind !== "urgent" && !i.appointment && !appointmentFor(i.consultation_id) && !askedDay.has(i.consultation_id));
+  if (!missing.length) return;
+  for (const i of missing) askedDay.add(i.consultation_id);
+  loadDay().then(renderQueue);
+}
+
 export function renderQueue() {
   const list = $("queue");
   const items = queue.list();
+  lookUpBookings(items);
   $("queue-count").textContent = String(items.length);
   $("queue-empty").hidden = items.length > 0;
   $("accept-next").disabled = items.length === 0 || Boolean(s.current);

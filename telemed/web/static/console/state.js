@@ -21,6 +21,7 @@ export const s = {
   call: null, // {id, handle}
   handedOver: null, // the consultation I handed to a doctor (consultant)
   doctors: [], // GET /doctors, for names of booked doctors
+  seenDoctor: new Set(), // consultations back from their doctor (nothing left to transfer to)
 };
 
 /** Hooks panels register; console.js calls them (language switch, entering the desk...). */

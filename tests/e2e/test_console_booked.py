@@ -1,0 +1,350 @@
+"""The booked flow through the pages only (R-SCH-1, R-SCH-3, R-URG-5, R-CONCL-1, R-CAL-1), in
+Debian's Chromium, each person in their own browser context: the consultant books the
+therapist for a patient in Asia/Vladivostok from the slot list shown in the patient's zone
+and informs them by chat (the patient reads the date, time and zone); at the time, the
+patient joins, the consultant transfers them to the booked doctor, who consults and signs
+the conclusion; back with the consultant, who sees the recommendations and records the
+needs; the patient sees the conclusion in the calendar and the record in "My records".
+Also the console's queue model against the deltas of the queue protocol, in the page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from clinic import THURSDAY
+from e2ekit import (
+    ADULT,
+    DESK,
+    PHONE,
+    WAIT,
+    Person,
+    Stage,
+    camera_file,
+    chromium,
+    login_patient,
+    login_staff,
+    open_stage,
+    overflow,
+    person,
+    screen_is,
+    shots,
+    unlabelled,
+)
+from helpers import bearer, staff_token
+from playwright.async_api import expect
+from test_urgent_flow import patient_reaches_home
+
+from telemed.roles import Role
+
+CONCLUSION = "Острый бронхит исключён."
+ADVICE = "Общий анализ крови, повторная консультация через неделю."
+ZONE = "Asia/Vladivostok"
+# The clock starts Thursday 09:00 UTC; the therapist works from 13:00 Moscow = 10:00 UTC,
+# which is 20:00 in Vladivostok.
+BOOKED_LOCAL = "20:00"
+
+
+async def console_shots(who: Person, name: str) -> None:
+    """Both widths; at each nothing wider than the screen and every control labelled."""
+    await shots(who.page, name)
+    for width in (PHONE["width"], DESK["width"]):
+        await who.page.set_viewport_size({"width": width, "height": DESK["height"]})
+        assert await overflow(who.page) <= 0, f"{name} overflows at {width}px"
+    await who.page.set_viewport_size(DESK)  # type: ignore[arg-type]
+    assert await unlabelled(who.page) == [], name
+
+
+async def working_hours(stage: Stage, doctor_id: str) -> None:
+    """Set-up by the administrator (not a role under test): Thursdays 13:00-17:00 Moscow."""
+    admin, _ = await staff_token(stage.app, Role.ADMIN, "admin")
+    resp = await stage.app.client.put(
+        f"/api/v1/doctors/{doctor_id}/working-hours",
+        json={
+            "time_zone": "Europe/Moscow",
+            "slot_minutes": 15,
+            "hours": [{"weekday": THURSDAY, "starts": "13:00", "ends": "17:00"}],
+        },
+        headers=bearer(admin),
+    )
+    assert resp.status == 200, await resp.text()
+
+
+async def test_booked_by_the_consultant_transferred_through_the_page_and_followed_up(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """R-SCH-1, R-SCH-3, R-URG-5, R-CONCL-1, R-CAL-1: every step through the pages."""
+    stage = await open_stage(start_app, sqlite_url, tmp_path)
+    await stage.add_patients(ADULT)
+    await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")
+    therapist_id = await stage.add_staff(Role.THERAPIST, "boris", "Борис Терапевт")
+    await stage.add_staff(Role.THERAPIST, "duty", "Дежурный Терапевт")
+    await working_hours(stage, therapist_id)
+
+    async with chromium(camera_file(tmp_path)) as browser:
+        consultant = await person(browser, DESK, "consultant")
+        therapist = await person(browser, DESK, "therapist")
+        patient = await person(browser, PHONE, "patient", timezone_id=ZONE)
+        c, d, p = consultant.page, therapist.page, patient.page
+
+        await login_staff(c, stage.url, "anna")
+        await login_staff(d, stage.url, "boris")
+        await expect(c.locator("#live-state")).to_be_hidden(timeout=WAIT)
+        await expect(d.locator("#live-state")).to_be_hidden(timeout=WAIT)
+
+        # The patient (in Vladivostok) sets their zone and calls the consultant (chat).
+        await login_patient(p, stage)
+        await patient_reaches_home(p)
+        await p.get_by_test_id("nav-profile").click()
+        await screen_is(p, "profile")
+        await p.get_by_test_id("timezone-select").select_option(ZONE)
+        await p.get_by_test_id("profile-save").click()
+        await expect(p.locator("#profile-saved")).not_to_be_empty(timeout=WAIT)
+        await p.get_by_test_id("nav-home").click()
+        await screen_is(p, "home")
+        await p.get_by_test_id("channel-chat").check()
+        await p.get_by_test_id("start-urgent").click()
+        await expect(p.get_by_test_id("queue-position")).to_be_visible(timeout=WAIT)
+
+        # The consultant accepts; the tools panel books for this patient from the slot list
+        # in the patient's zone, with the zone named (R-SCH-1, R-CAL-1).
+        item = c.get_by_test_id("queue-item")
+        await expect(item).to_have_count(1, timeout=WAIT)
+        await item.get_by_test_id("accept").click()
+        await expect(c.get_by_test_id("consultation-state")).to_have_text(
+            "с консультантом", timeout=WAIT
+        )
+        await expect(c.get_by_test_id("book-form")).to_be_visible(timeout=WAIT)
+        await expect(c.get_by_test_id("book-zone")).to_contain_text(ZONE, timeout=WAIT)
+        slot = c.get_by_test_id("book-slot").first
+        await expect(slot).to_have_attribute(
+            "aria-label", f"{_date_ru()}, {BOOKED_LOCAL} ({ZONE}) — Борис Терапевт", timeout=WAIT
+        )
+        await slot.check()
+        await c.get_by_test_id("book-notify").select_option("chat")
+        await console_shots(consultant, "console-booking")
+        await c.get_by_test_id("book-submit").click()
+        await expect(c.get_by_test_id("tools-status")).to_have_attribute(
+            "data-informing", "done", timeout=WAIT
+        )
+        day_item = c.get_by_test_id("day-item")
+        await expect(day_item).to_have_count(1, timeout=WAIT)
+        await expect(day_item.get_by_test_id("informing")).to_have_attribute(
+            "data-informing", "done"
+        )
+        await console_shots(consultant, "console-day")
+
+        # The patient reads the date, the time and the zone in the chat.
+        told = p.get_by_test_id("chat-message").last
+        await expect(told).to_contain_text(f"в {BOOKED_LOCAL} по времени {ZONE}", timeout=WAIT)
+        await expect(told).to_contain_text("15.01.2026")
+        await shots(p, "patient-chat-booked")
+
+        # The consultant closes this call (the outcome: booked).
+        await c.get_by_test_id("close-consultation").click()
+        await c.get_by_test_id("confirm-yes").click()
+        await expect(c.get_by_test_id("work-handed")).to_contain_text("завершена", timeout=WAIT)
+        await screen_is(p, "home")
+
+        # At the time: the reminder, the patient joins; the queue shows the booking.
+        stage.app.clock.advance(timedelta(minutes=52))
+        await stage.tick()
+        await p.get_by_test_id("reminder").get_by_test_id("reminder-join").click(timeout=WAIT)
+        await expect(item).to_have_count(1, timeout=WAIT)
+        await expect(item.get_by_test_id("queue-appointment")).to_contain_text(
+            "Борис Терапевт", timeout=WAIT
+        )
+        await item.get_by_test_id("accept").click()
+
+        # R-SCH-3: the booked doctor first (name, time), the duty doctor as the alternative.
+        booked = c.get_by_test_id("transfer-booked-doctor")
+        await expect(booked).to_be_visible(timeout=WAIT)
+        await expect(booked).to_contain_text("Борис Терапевт")
+        await expect(c.get_by_test_id("transfer-duty-doctor")).to_have_text(
+            "Вместо этого — дежурному врачу"
+        )
+        first = await c.locator("#actions button:not([hidden])").first.get_attribute("data-testid")
+        assert first == "transfer-booked-doctor"
+        await console_shots(consultant, "console-booked-transfer")
+        await booked.click()
+        await expect(c.get_by_test_id("work-handed")).to_be_visible(timeout=WAIT)
+
+        # The booked therapist sees the patient with the appointment, consults, ends, signs.
+        d_item = d.get_by_test_id("queue-item")
+        await expect(d_item).to_have_count(1, timeout=WAIT)
+        await expect(d_item.get_by_test_id("queue-appointment")).to_be_visible(timeout=WAIT)
+        await console_shots(therapist, "console-doctor-booked-queue")
+        await d_item.get_by_test_id("accept").click()
+        await expect(d.get_by_test_id("consultation-state")).to_have_text("у врача", timeout=WAIT)
+        await d.get_by_test_id("chat-input").fill("Здравствуйте, я ваш терапевт.")
+        await d.get_by_test_id("chat-send").click()
+        await expect(p.get_by_test_id("chat-message").last).to_contain_text(
+            "я ваш терапевт", timeout=WAIT
+        )
+        await d.get_by_test_id("end-leg").click()
+        await d.get_by_test_id("confirm-yes").click()
+        await expect(d.get_by_test_id("conclusion-text")).to_be_visible(timeout=WAIT)
+
+        # Back with the consultant: the draft's state, then the signed recommendations.
+        panel = c.get_by_test_id("followup-panel")
+        await expect(panel).to_be_visible(timeout=WAIT)
+        await expect(c.get_by_test_id("followup-advice")).to_have_attribute(
+            "data-conclusion", "none", timeout=WAIT
+        )
+        await d.get_by_test_id("conclusion-text").fill(CONCLUSION)
+        await d.get_by_test_id("conclusion-recommendations").fill(ADVICE)
+        await d.get_by_test_id("conclusion-sign").click()
+        await expect(d.get_by_test_id("conclusion-status")).to_have_attribute(
+            "data-status", "signed", timeout=WAIT
+        )
+        await expect(c.get_by_test_id("followup-recommendations")).to_have_text(
+            ADVICE, timeout=WAIT
+        )
+        await expect(c.get_by_test_id("transfer-booked-doctor")).to_be_hidden()  # seen
+        # R-URG-5: the needs and the outcome, recorded with the consultation.
+        await c.get_by_test_id("followup-need").and_(c.locator('[value="tests"]')).check()
+        await c.get_by_test_id("followup-outcome").select_option("finished")
+        await c.get_by_test_id("followup-note").fill("Направление на анализ крови.")
+        await c.get_by_test_id("followup-save").click()
+        await expect(c.get_by_test_id("followup-status")).to_have_attribute(
+            "data-status", "saved", timeout=WAIT
+        )
+        await console_shots(consultant, "console-followup")
+        await c.get_by_test_id("close-consultation").click()
+        await c.get_by_test_id("confirm-yes").click()
+        await expect(c.get_by_test_id("work-handed")).to_contain_text("завершена", timeout=WAIT)
+
+        # The patient: the conclusion in the calendar, the records with the follow-up.
+        await screen_is(p, "home")
+        await p.get_by_test_id("nav-calendar").click()
+        await screen_is(p, "calendar")
+        await expect(p.get_by_test_id("conclusion").first).to_contain_text(CONCLUSION, timeout=WAIT)
+        await p.get_by_test_id("nav-records").click()
+        await screen_is(p, "records")
+        await expect(p.get_by_test_id("record")).to_have_count(2, timeout=WAIT)
+        records = await p.evaluate(
+            """async () => {
+              const token = JSON.parse(localStorage['telemed.patient']).token;
+              const headers = {Authorization: 'Bearer ' + token};
+              const r = await fetch('/api/v1/records', {headers});
+              return (await r.json()).items;
+            }"""
+        )
+        followed = [r["follow_up"] for r in records if r["follow_up"]]
+        assert followed == [
+            {
+                "needs": ["tests"],
+                "outcome": "finished",
+                "note": "Направление на анализ крови.",
+                "recorded_at": followed[0]["recorded_at"],
+            }
+        ]
+        for who in (consultant, therapist, patient):
+            assert not [e for e in who.errors if "rtc:" not in e], who.errors
+
+
+def _date_ru() -> str:
+    """The booked day as ru-RU `dateStyle: medium` writes it."""
+    return "15 янв. 2026 г."
+
+
+QUEUE_MODEL = """async () => {
+  const { createQueue } = await import('/static/console/queue_model.js');
+  const at = (s) => new Date(Date.parse('2026-01-15T09:00:00Z') + s * 1000).toISOString();
+  const item = (id, s, extra = {}) => ({consultation_id: id, queued_at: at(s),
+    patient_name: id, waited_seconds: 0, ...extra});
+  const me = 'doc-1';
+  const q = createQueue({mine: (i) => !i.target_doctor_id || i.target_doctor_id === me});
+  const ids = () => q.list().map((i) => `${i.position}:${i.consultation_id}`).join(' ');
+  const out = {};
+  q.replace([item('b', 20), item('a', 10), item('x', 5, {target_doctor_id: 'doc-2'})], at(60));
+  out.snapshot = ids();
+  out.waitedA = Math.round(q.waited(q.list()[0]));
+  out.joinedNew = q.join(item('c', 15), at(61));
+  out.joinedAgain = q.join(item('c', 15), at(61));
+  out.afterJoin = ids();
+  q.change({consultation_id: 'b', device_check: {ok: true}}, at(62));
+  out.changed = q.list().find((i) => i.consultation_id === 'b').device_check.ok;
+  out.changedKeepsName = q.list().find((i) => i.consultation_id === 'b').patient_name;
+  out.left = q.leave('a', at(63)).consultation_id;
+  out.leftUnknown = q.leave('zzz', at(63));
+  out.afterLeave = ids();
+  out.notMine = q.join(item('y', 1, {target_doctor_id: 'doc-2'}), at(64));
+  q.replace([item('d', 30, {waited_seconds: 90})]);  // v1 queue:update: no server_time
+  out.v1 = ids();
+  out.waitedV1 = Math.round(q.waited(q.list()[0]));
+  return out;
+}"""
+
+
+async def test_the_console_queue_applies_snapshots_and_deltas(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """The queue protocol (docs/console.md): snapshots replace, joined/changed/left edit,
+    a doctor keeps only items for no doctor or for them, order is (queued_at, id), waits
+    come from queued_at and the server's clock, with or without server_time (v1)."""
+    stage = await open_stage(start_app, sqlite_url, tmp_path)
+    async with chromium(camera_file(tmp_path)) as browser:
+        page = (await person(browser, DESK, "console")).page
+        await page.goto(f"{stage.url}/console")
+        out = await page.evaluate(QUEUE_MODEL)
+    assert out["snapshot"] == "1:a 2:b"
+    assert out["waitedA"] == 50
+    assert out["joinedNew"] is True and out["joinedAgain"] is False
+    assert out["afterJoin"] == "1:a 2:c 3:b"
+    assert out["changed"] is True and out["changedKeepsName"] == "b"
+    assert out["left"] == "a" and out["leftUnknown"] is None
+    assert out["afterLeave"] == "1:c 2:b"
+    assert out["notMine"] is False
+    assert out["v1"] == "1:d" and out["waitedV1"] == 90
+
+
+def _error_codes() -> set[str]:
+    """Every error code the server can answer with (each TelemedError subclass's code)."""
+    import conclusions.http  # noqa: F401  (the modules that define errors, loaded)
+    import signalling.server  # noqa: F401
+    import telemed.app
+    import telemed.services.staff  # noqa: F401
+    from telemed.errors import TelemedError
+
+    found: set[str] = set()
+    todo = [TelemedError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return found - {"error"}
+
+
+async def test_every_error_code_has_console_words_in_both_languages(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """Issue 12: the console speaks its language: every server error code maps to a console
+    string in Russian and English (the documents error and the under-1-year refusal were
+    shown in English in the Russian console); an unknown code gets a generic line."""
+    codes = sorted(_error_codes())
+    assert {"documents_required", "not_eligible", "chat_needs_consultation"} <= set(codes)
+    stage = await open_stage(start_app, sqlite_url, tmp_path)
+    async with chromium(camera_file(tmp_path)) as browser:
+        page = (await person(browser, DESK, "console")).page
+        await page.goto(f"{stage.url}/console")
+        missing = await page.evaluate(
+            """async (codes) => {
+              const { STRINGS } = await import('/static/console/strings.js');
+              return ['ru', 'en'].flatMap((lang) =>
+                codes.filter((c) => typeof STRINGS[lang].errors[c] !== 'string')
+                     .map((c) => `${lang}:${c}`));
+            }""",
+            codes,
+        )
+        assert missing == []
+        words = await page.evaluate(
+            """async () => {
+              const { errorText } = await import('/static/console/state.js');
+              return [errorText({code: 'not_eligible'}), errorText({code: 'no_such_code'})];
+            }"""
+        )
+    assert words[0].startswith("Пациентов младше 1 года")
+    assert words[1] == "Не получилось (no_such_code)"
