@@ -17,6 +17,7 @@ from typing import Any
 from clinic import THURSDAY
 from e2ekit import (
     ADULT,
+    ADULT_PHONE,
     DESK,
     PHONE,
     WAIT,
@@ -33,7 +34,7 @@ from e2ekit import (
     shots,
     unlabelled,
 )
-from helpers import bearer, staff_token
+from helpers import bearer, patient_token, staff_token
 from playwright.async_api import expect
 from test_urgent_flow import patient_reaches_home
 
@@ -348,3 +349,66 @@ async def test_every_error_code_has_console_words_in_both_languages(
         )
     assert words[0].startswith("Пациентов младше 1 года")
     assert words[1] == "Не получилось (no_such_code)"
+
+
+async def test_cancellations_and_no_shows_show_on_the_consoles_list(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """R-CANCEL-1, R-NOSHOW-1: the consultant's day list marks an appointment the patient
+    cancelled and one they did not come to, as the live events arrive."""
+    stage = await open_stage(start_app, sqlite_url, tmp_path)
+    await stage.add_patients(ADULT)
+    await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")
+    therapist_id = await stage.add_staff(Role.THERAPIST, "boris", "Борис Терапевт")
+    await working_hours(stage, therapist_id)
+    consultant, _ = await staff_token(stage.app, Role.CONSULTANT, "setup")
+    patient = await patient_token(stage.app, ADULT_PHONE)
+    me = await (await stage.app.client.get("/api/v1/me", headers=bearer(patient))).json()
+    booked = []
+    for starts in ("2026-01-15T10:00:00Z", "2026-01-15T10:30:00Z"):
+        resp = await stage.app.client.post(
+            "/api/v1/appointments",
+            json={
+                "patient_id": me["user_id"],
+                "doctor_id": therapist_id,
+                "starts_at": starts,
+                "channel": "video",
+                "notify_via": "phone",
+            },
+            headers=bearer(consultant),
+        )
+        assert resp.status == 201, await resp.text()
+        booked.append((await resp.json())["appointment_id"])
+    cancelled, missed = booked
+
+    async with chromium(camera_file(tmp_path)) as browser:
+        desk = await person(browser, DESK, "consultant")
+        c = desk.page
+        await login_staff(c, stage.url, "anna")
+        await expect(c.locator("#live-state")).to_be_hidden(timeout=WAIT)
+        rows = c.get_by_test_id("day-item")
+        await expect(rows).to_have_count(2, timeout=WAIT)
+        await expect(rows.first.get_by_test_id("informing")).to_have_attribute(
+            "data-informing", "due"
+        )
+
+        # The patient cancels the first before its start.
+        resp = await stage.app.client.post(
+            f"/api/v1/appointments/{cancelled}/cancel", headers=bearer(patient)
+        )
+        assert resp.status == 200
+        row = c.locator(f'[data-testid="day-item"][data-appointment-id="{cancelled}"]')
+        await expect(row).to_have_attribute("data-state", "cancelled", timeout=WAIT)
+        await expect(row.get_by_test_id("day-state")).to_have_text("отменена")
+
+        # The second starts, the patient never comes: 15 minutes later it is a no-show.
+        stage.app.clock.advance(timedelta(minutes=90))
+        await stage.tick()
+        stage.app.clock.advance(timedelta(minutes=16))
+        assert (await stage.tick()).get("no_show") == 1
+        row = c.locator(f'[data-testid="day-item"][data-appointment-id="{missed}"]')
+        await expect(row).to_have_attribute("data-state", "no_show", timeout=WAIT)
+        await expect(row.get_by_test_id("day-state")).to_have_text("не явился")
+        await expect(c.get_by_test_id("queue-item")).to_have_count(0)
+        await console_shots(desk, "console-day-marks")
+        assert desk.errors == [], desk.errors

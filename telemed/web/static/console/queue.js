@@ -42,6 +42,10 @@ export function bindQueue(live) {
     queue.change(p.item, p.server_time);
     renderQueue();
   });
+  // A no-show closes the consultation: its item leaves even before a v2 server's queue:left.
+  live.on("appointment:no_show", (p) => {
+    if (p.consultation_id && queue.leave(p.consultation_id)) renderQueue();
+  });
   live.on("queue:left", (p) => {
     const item = queue.leave(p.consultation_id, p.server_time);
     if (item && ["no_show", "cancelled"].includes(p.reason)) fire("moved", { ...item, reason: p.reason });
