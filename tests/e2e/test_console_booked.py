@@ -412,3 +412,167 @@ async def test_cancellations_and_no_shows_show_on_the_consoles_list(
         await expect(c.get_by_test_id("queue-item")).to_have_count(0)
         await console_shots(desk, "console-day-marks")
         assert desk.errors == [], desk.errors
+
+
+def _png() -> bytes:
+    """A real 8x8 red PNG (the card sniffs uploads by content)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 8 for _ in range(8))
+    header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"  # noqa: E501
+
+ASK = """async ({png, pdf, consultationId}) => {
+  // The patient's own page asks (the second-opinion screen is the patient app's): two
+  // documents into the card, then the request with them.
+  const token = JSON.parse(localStorage['telemed.patient']).token;
+  const headers = {Authorization: 'Bearer ' + token};
+  const ids = [];
+  for (const [name, b64, type] of [['рентген.png', png, 'image/png'], ['выписка.pdf', pdf, 'application/pdf']]) {
+    const form = new FormData();
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    form.append('file', new Blob([bytes], {type}), name);
+    const up = await fetch('/api/v1/documents', {method: 'POST', headers, body: form});
+    ids.push((await up.json()).document_id);
+  }
+  const r = await fetch('/api/v1/second-opinions', {method: 'POST',
+    headers: {...headers, 'Content-Type': 'application/json'},
+    body: JSON.stringify({consultation_id: consultationId, question: 'Нужна ли операция?', document_ids: ids})});
+  return {status: r.status, body: await r.json()};
+}"""  # noqa: E501
+
+
+async def test_second_opinion_assigned_read_in_the_viewer_concluded_and_delivered(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """R-SECOND, R-DOCS-1: the consultant assigns (the due date counts 14 working days), the
+    specialist opens both documents in the console's viewer (image and PDF from the
+    authenticated fetch), writes and signs the conclusion, the consultant delivers it into
+    the patient's chat (its link and the patient's pages are the patient app's)."""
+    import base64
+
+    stage = await open_stage(start_app, sqlite_url, tmp_path)
+    await stage.add_patients(ADULT)
+    await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")
+    await stage.add_staff(Role.SPECIALIST, "vera", "Вера Специалист")
+
+    async with chromium(camera_file(tmp_path)) as browser:
+        consultant = await person(browser, DESK, "consultant")
+        specialist = await person(browser, DESK, "specialist")
+        patient = await person(browser, PHONE, "patient")
+        c, sp, p = consultant.page, specialist.page, patient.page
+        await login_staff(c, stage.url, "anna")
+        await login_staff(sp, stage.url, "vera")
+        await expect(c.locator("#live-state")).to_be_hidden(timeout=WAIT)
+
+        # The patient calls (chat) and, talking to the consultant, asks with two documents.
+        await login_patient(p, stage)
+        await patient_reaches_home(p)
+        await p.get_by_test_id("channel-chat").check()
+        await p.get_by_test_id("start-urgent").click()
+        item = c.get_by_test_id("queue-item")
+        await expect(item).to_have_count(1, timeout=WAIT)
+        consultation_id = await item.get_attribute("data-consultation-id")
+        await item.get_by_test_id("accept").click()
+        asked = await p.evaluate(
+            ASK,
+            {
+                "png": base64.b64encode(_png()).decode(),
+                "pdf": base64.b64encode(PDF).decode(),
+                "consultationId": consultation_id,
+            },
+        )
+        assert asked["status"] == 201, asked
+        case_id = asked["body"]["second_opinion_id"]
+
+        # The consultant sees it, opens it and assigns the specialist: due in 14 working days.
+        await c.get_by_test_id("second-refresh").click()
+        case = c.locator(f'[data-testid="second-item"][data-case-id="{case_id}"]')
+        await expect(case).to_have_attribute("data-state", "requested", timeout=WAIT)
+        await case.get_by_test_id("second-open").click()
+        await expect(c.get_by_test_id("second-question")).to_have_text("Нужна ли операция?")
+        await expect(
+            c.get_by_test_id("second-documents").get_by_test_id("console-document")
+        ).to_have_count(2)
+        await c.get_by_test_id("second-specialist").select_option(label="Вера Специалист")
+        await console_shots(consultant, "console-second-opinion")
+        await c.get_by_test_id("second-assign").click()
+        await expect(c.get_by_test_id("second-status")).to_have_text(
+            "Пакет документов направлен специалисту", timeout=WAIT
+        )
+        await expect(case).to_have_attribute("data-state", "assigned", timeout=WAIT)
+        due = stage.app.services.clock.now()  # Thursday 15 January 2026
+        assert due.date().isoformat() == "2026-01-15"
+        # 14 working days after Thu 15.01 (no holidays then): Wed 04.02.2026.
+        await expect(case.get_by_test_id("second-due")).to_have_text("срок 04.02.2026")
+
+        # The specialist reads both documents in the viewer and signs the conclusion.
+        await sp.get_by_test_id("second-refresh").click()
+        mine = sp.locator(f'[data-testid="second-item"][data-case-id="{case_id}"]')
+        await mine.get_by_test_id("second-open").click(timeout=WAIT)
+        docs = sp.get_by_test_id("second-documents").get_by_test_id("console-document")
+        await expect(docs).to_have_count(2, timeout=WAIT)
+        viewer = sp.get_by_test_id("viewer")
+        await docs.filter(has_text="рентген").get_by_test_id("document-open").click()
+        image = sp.get_by_test_id("viewer-image")
+        await expect(image).to_be_visible(timeout=WAIT)
+        assert await image.evaluate("img => img.decode().then(() => img.naturalWidth)") == 8
+        assert (await image.get_attribute("src") or "").startswith("blob:")
+        await console_shots(specialist, "console-viewer-image")
+        await sp.get_by_test_id("viewer-close").click()
+        await expect(viewer).to_be_hidden()
+        await docs.filter(has_text="выписка").get_by_test_id("document-open").click()
+        frame = sp.get_by_test_id("viewer-pdf")
+        await expect(frame).to_be_visible(timeout=WAIT)
+        assert (await frame.get_attribute("src") or "").startswith("blob:")
+        await sp.get_by_test_id("viewer-close").click()
+        await sp.get_by_test_id("second-text").fill("Показаний к операции нет.")
+        await sp.get_by_test_id("second-recommendations").fill("Наблюдение, ЛФК.")
+        await console_shots(specialist, "console-second-conclusion")
+        await sp.get_by_test_id("second-sign").click()
+        await expect(sp.get_by_test_id("second-status")).to_have_text(
+            "Заключение подписано", timeout=WAIT
+        )
+
+        # The reads were audited, as every document read is.
+        audit = await (
+            await stage.app.client.get(
+                "/api/v1/audit",
+                params={"object_type": "document"},
+                headers=bearer((await staff_token(stage.app, Role.ADMIN, "admin"))[0]),
+            )
+        ).json()
+        read = {
+            e["object_id"]
+            for e in audit["items"]
+            if e["actor_role"] == "specialist" and e["action"] == "document_download"
+        }
+        assert len(read) == 2, audit
+
+        # The consultant delivers: the patient gets the link in the chat.
+        await c.get_by_test_id("second-refresh").click()
+        await expect(case).to_have_attribute("data-state", "concluded", timeout=WAIT)
+        await case.get_by_test_id("second-open").click()
+        await c.get_by_test_id("second-deliver").click()
+        await expect(c.get_by_test_id("second-status")).to_have_text(
+            "Заключение передано пациенту в чат", timeout=WAIT
+        )
+        await expect(c.get_by_test_id("second-case")).to_have_attribute(
+            "data-state", "delivered", timeout=WAIT
+        )
+        await expect(case).to_have_count(0)  # delivered: no longer an open request
+        for who in (consultant, specialist):
+            assert who.errors == [], who.errors

@@ -136,6 +136,8 @@ async function act(fn) {
   await loadCases();
 }
 
+$("second-refresh").addEventListener("click", () => loadCases());
+
 on("enter", () => {
   $("second-panel").hidden = !ROLES.has(s.me?.role);
   $("second-case").hidden = true;

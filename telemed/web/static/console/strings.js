@@ -133,6 +133,7 @@ export const STRINGS = {
     documents: { title: "Документы консультации", empty: "Документов нет", open: "Открыть", open_label: "Открыть: {name}", download: "Скачать", close: "Закрыть" },
     second: {
       title: "Второе мнение",
+      refresh: "Обновить",
       empty: "Запросов нет",
       question: "Вопрос пациента",
       due: "срок {time}",
@@ -335,6 +336,7 @@ export const STRINGS = {
     documents: { title: "Consultation documents", empty: "No documents", open: "Open", open_label: "Open: {name}", download: "Download", close: "Close" },
     second: {
       title: "Second opinion",
+      refresh: "Refresh",
       empty: "No requests",
       question: "The patient's question",
       due: "due {time}",
