@@ -125,6 +125,7 @@ async def test_booked_by_the_consultant_transferred_through_the_page_and_followe
         )
         await slot.check()
         await c.get_by_test_id("book-notify").select_option("chat")
+        await c.get_by_test_id("book-documents").check()  # R-DOCS-1: an X-ray is needed
         await console_shots(consultant, "console-booking")
         await c.get_by_test_id("book-submit").click()
         await expect(c.get_by_test_id("tools-status")).to_have_attribute(
@@ -153,6 +154,13 @@ async def test_booked_by_the_consultant_transferred_through_the_page_and_followe
         stage.app.clock.advance(timedelta(minutes=52))
         await stage.tick()
         await p.get_by_test_id("reminder").get_by_test_id("reminder-join").click(timeout=WAIT)
+        await screen_is(p, "waiting")
+        xray = tmp_path / "xray.png"
+        xray.write_bytes(_png())
+        await p.get_by_test_id("waiting-doc-upload").set_input_files(str(xray))
+        await expect(p.get_by_test_id("doc-choice")).to_have_count(1, timeout=WAIT)
+        await p.get_by_test_id("attach-documents").click()
+        await expect(p.get_by_test_id("documents-added")).to_be_visible(timeout=WAIT)
         await expect(item).to_have_count(1, timeout=WAIT)
         await expect(item.get_by_test_id("queue-appointment")).to_contain_text(
             "Борис Терапевт", timeout=WAIT
@@ -179,6 +187,16 @@ async def test_booked_by_the_consultant_transferred_through_the_page_and_followe
         await console_shots(therapist, "console-doctor-booked-queue")
         await d_item.get_by_test_id("accept").click()
         await expect(d.get_by_test_id("consultation-state")).to_have_text("у врача", timeout=WAIT)
+        # R-DOCS-1: the doctor opens the patient's X-ray in the console's viewer.
+        document = d.get_by_test_id("documents-panel").get_by_test_id("console-document")
+        await expect(document).to_have_count(1, timeout=WAIT)
+        await document.get_by_test_id("document-open").click()
+        image = d.get_by_test_id("viewer-image")
+        await expect(image).to_be_visible(timeout=WAIT)
+        assert await image.evaluate("img => img.decode().then(() => img.naturalWidth)") == 8
+        await console_shots(therapist, "console-viewer-consultation")
+        await d.get_by_test_id("viewer-close").click()
+        await expect(d.get_by_test_id("viewer")).to_be_hidden()
         await d.get_by_test_id("chat-input").fill("Здравствуйте, я ваш терапевт.")
         await d.get_by_test_id("chat-send").click()
         await expect(p.get_by_test_id("chat-message").last).to_contain_text(
