@@ -320,6 +320,21 @@ async def test_the_console_queue_applies_snapshots_and_deltas(
     assert out["v1"] == "1:d" and out["waitedV1"] == 90
 
 
+def _console_keys() -> set[str]:
+    """The literal keys the console asks for: t("...") in its modules, data-i18n in its page."""
+    import re
+
+    web = Path(__file__).resolve().parents[2] / "telemed" / "web"
+    keys: set[str] = set()
+    for module in (web / "static" / "console").glob("*.js"):
+        text = module.read_text()
+        keys |= set(re.findall(r'\bt\("([a-z_.]+)"', text))
+        for pair in re.findall(r'\bt\([^()"]*\?\s*"([a-z_.]+)"\s*:\s*"([a-z_.]+)"', text):
+            keys |= set(pair)  # t(cond ? "a" : "b")
+    keys |= set(re.findall(r'data-i18n="([a-z_.]+)"', (web / "console.html").read_text()))
+    return keys
+
+
 def _error_codes() -> set[str]:
     """Every error code the server can answer with (each TelemedError subclass's code)."""
     import conclusions.http  # noqa: F401  (the modules that define errors, loaded)
@@ -340,9 +355,10 @@ def _error_codes() -> set[str]:
 async def test_every_error_code_has_console_words_in_both_languages(
     start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
 ) -> None:
-    """Issue 12: the console speaks its language: every server error code maps to a console
-    string in Russian and English (the documents error and the under-1-year refusal were
-    shown in English in the Russian console); an unknown code gets a generic line."""
+    """Issue 12: the console speaks its language: every key it uses has Russian and English
+    words, every server error code maps to a console string in both (the documents error
+    and the under-1-year refusal were shown in English in the Russian console); an unknown
+    code gets a generic line."""
     codes = sorted(_error_codes())
     assert {"documents_required", "not_eligible", "chat_needs_consultation"} <= set(codes)
     stage = await open_stage(start_app, sqlite_url, tmp_path)
@@ -359,6 +375,21 @@ async def test_every_error_code_has_console_words_in_both_languages(
             codes,
         )
         assert missing == []
+        untranslated = await page.evaluate(
+            """async (keys) => {
+              const { STRINGS, } = await import('/static/console/strings.js');
+              const { CALL_STRINGS } = await import('/static/js/call.js');
+              const walk = (dict, key) => key.split('.')
+                .reduce((n, part) => (n && typeof n === 'object' ? n[part] : undefined), dict);
+              const has = (dict, key) =>
+                typeof dict[key] === 'string' || typeof walk(dict, key) === 'string';
+              return ['ru', 'en'].flatMap((lang) => keys
+                .filter((k) => !has(STRINGS[lang], k) && !has(CALL_STRINGS[lang], k))
+                .map((k) => `${lang}:${k}`));
+            }""",
+            sorted(_console_keys()),
+        )
+        assert untranslated == []
         words = await page.evaluate(
             """async () => {
               const { errorText } = await import('/static/console/state.js');
