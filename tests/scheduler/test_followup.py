@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from clinic import Clinic
 from helpers import bearer, staff_token
 
@@ -13,6 +14,12 @@ from telemed.roles import Role
 
 CONCLUSION = "ОРВИ, лёгкое течение."
 ADVICE = "Обильное питьё, контроль температуры."
+
+
+@pytest.fixture
+def clinic_db_url(any_db_url: str) -> str:
+    """These run on SQLite and on PostgreSQL."""
+    return any_db_url
 
 
 async def _back_from_the_doctor(clinic: Clinic) -> tuple[str, str, str]:

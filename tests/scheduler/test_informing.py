@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from clinic import Clinic
 from helpers import bearer
 
@@ -15,6 +16,12 @@ from telemed.roles import Role
 from telemed.services.appointments import booking_text
 
 FIRST_SLOT = "2026-01-15T10:00:00+00:00"  # 13:00 in Moscow, 20:00 in Vladivostok
+
+
+@pytest.fixture
+def clinic_db_url(any_db_url: str) -> str:
+    """These run on SQLite and on PostgreSQL."""
+    return any_db_url
 
 
 async def _patient_in(clinic: Clinic, zone: str) -> tuple[str, str]:
