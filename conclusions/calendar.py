@@ -22,7 +22,14 @@ from conclusions.service import Status
 from telemed.consultation import CloseReason, State
 from telemed.db import Database
 from telemed.errors import NotFound, TelemedError
-from telemed.models import Appointment, Conclusion, Consultation, Patient, Staff
+from telemed.models import (
+    Appointment,
+    Conclusion,
+    Consultation,
+    ConsultationFollowUp,
+    Patient,
+    Staff,
+)
 
 DEFAULT_PAST = timedelta(days=31)
 DEFAULT_FUTURE = timedelta(days=92)
@@ -105,6 +112,17 @@ class Record:
     close_reason: str | None
     conclusion_id: str | None
     conclusion_signed_at: datetime | None
+    follow_up: RecordFollowUp | None = None
+
+
+@dataclass(frozen=True)
+class RecordFollowUp:
+    """The consultant's record after the doctor (R-URG-5): needs, outcome and note."""
+
+    needs: list[str]
+    outcome: str
+    note: str
+    recorded_at: datetime
 
 
 def resolve_window(
@@ -267,6 +285,14 @@ async def load_records(db: Database, patient_id: str) -> tuple[str, list[Record]
             )
         ).all()
         conclusions = await signed_conclusions(session, (r.id for r in rows), zone)
+        follow_ups = {
+            f.consultation_id: f
+            for f in await session.scalars(
+                select(ConsultationFollowUp).where(
+                    ConsultationFollowUp.consultation_id.in_([r.id for r in rows])
+                )
+            )
+        }
     records = []
     for row in rows:
         conclusion = conclusions.get(row.id)
@@ -281,6 +307,13 @@ async def load_records(db: Database, patient_id: str) -> tuple[str, list[Record]
                 close_reason=row.close_reason,
                 conclusion_id=conclusion.id if conclusion else None,
                 conclusion_signed_at=conclusion.signed_at if conclusion else None,
+                follow_up=_follow_up(follow_ups.get(row.id), zone),
             )
         )
     return zone.key, records
+
+
+def _follow_up(row: ConsultationFollowUp | None, zone: ZoneInfo) -> RecordFollowUp | None:
+    if row is None:
+        return None
+    return RecordFollowUp(list(row.needs), row.outcome, row.note, row.recorded_at.astimezone(zone))

@@ -125,6 +125,15 @@ class CalendarOut(Out):
     events: list[EventOut]
 
 
+class RecordFollowUpOut(Out):
+    """The consultant's record after the doctor (R-URG-5)."""
+
+    needs: list[str]
+    outcome: str
+    note: str
+    recorded_at: datetime
+
+
 class RecordOut(Out):
     consultation_id: str
     kind: str
@@ -135,6 +144,7 @@ class RecordOut(Out):
     close_reason: str | None
     conclusion_id: str | None
     conclusion_signed_at: datetime | None
+    follow_up: RecordFollowUpOut | None = None
 
 
 class RecordsOut(Out):

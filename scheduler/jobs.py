@@ -38,7 +38,7 @@ from telemed.models import (
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone
 from telemed.roles import Role
-from telemed.services.appointments import AppointmentService
+from telemed.services.appointments import AppointmentService, booking_text
 from telemed.services.consultations import ConsultationService
 from telemed.services.token_ends import announce_ended_tokens, next_token_end
 
@@ -547,8 +547,13 @@ def _text(kind: str, payload: dict[str, Any], zone: str | None) -> str:
         starts = datetime.fromisoformat(str(payload["starts_at"]))
         local = starts.astimezone(ZoneInfo(zone or "Europe/Moscow"))
         return REMINDER_TEXT.format(time=local.strftime("%H:%M"))
-    if kind == "appointment_booked":
-        return "Вы записаны на консультацию. Подробности в приложении, раздел «Календарь»."
+    if kind == "appointment_booked":  # R-SCH-1: date, time and zone, in the patient's zone
+        return booking_text(
+            datetime.fromisoformat(str(payload["starts_at"])),
+            zone or "Europe/Moscow",
+            str(payload.get("doctor_name", "")),
+            str(payload.get("doctor_role", "")),
+        )
     return "Новое уведомление в приложении телемедицины."
 
 

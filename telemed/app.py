@@ -35,6 +35,7 @@ from telemed.http import (
     views_consultations,
     views_devices,
     views_documents,
+    views_followup,
     views_me,
     views_patients,
     views_queues,
@@ -127,6 +128,7 @@ def build_api() -> Api:
     views_me.register(api)
     views_patients.register(api)
     views_consultations.register(api)
+    views_followup.register(api)
     conclusions_http.register(api)
     views_documents.register(api)
     views_queues.register(api)

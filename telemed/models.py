@@ -238,6 +238,25 @@ class Appointment(Base):
     created_at: Mapped[datetime]
     slot_id: Mapped[str | None] = mapped_column(IdCol, ForeignKey("slots.id"))
     started_at: Mapped[datetime | None]
+    # R-SCH-1: when the patient was told the date and time the agreed way (chat and push/SMS
+    # by the platform, a call by the consultant, who confirms it); null while still due.
+    informed_at: Mapped[datetime | None]
+    informed_by: Mapped[str | None] = mapped_column(IdCol)
+
+
+class ConsultationFollowUp(Base):
+    """The consultant's record after the doctor (R-URG-5): the services the patient needs
+    (a closed list), the outcome and a short note; one per consultation, saved in place."""
+
+    __tablename__ = "consultation_followups"
+    consultation_id: Mapped[str] = mapped_column(
+        IdCol, ForeignKey("consultations.id"), primary_key=True
+    )
+    needs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(IdCol, ForeignKey("staff.id"))
+    recorded_at: Mapped[datetime]
 
 
 class WorkingHours(Base):

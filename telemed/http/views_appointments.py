@@ -13,13 +13,14 @@ from aiohttp import web
 from pydantic import AwareDatetime, Field, field_validator
 from sqlalchemy import select
 
-from telemed.consultation import Channel, Kind
-from telemed.context import REPLAN, Services, client_addr, services
+from telemed.consultation import Channel, Kind, State
+from telemed.context import LIVE, REPLAN, Services, client_addr, services
 from telemed.errors import Forbidden, ValidationFailed
+from telemed.events import UserMessage
 from telemed.http.api import Api, Body, Call, Out
-from telemed.models import Appointment, Patient, Staff
+from telemed.models import Appointment, Consultation, Patient, Staff
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
-from telemed.services.appointments import Hours
+from telemed.services.appointments import ChatNeedsConsultation, Hours, booking_text
 from telemed.services.audit import Who
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
@@ -32,6 +33,9 @@ class SlotsQuery(Body):
     from_: AwareDatetime | None = Field(default=None, alias="from")
     to: AwareDatetime | None = None
     doctor_id: Id | None = None
+    patient_id: Id | None = Field(
+        default=None, description="Staff: show the times in this patient's time zone (R-CAL-1)."
+    )
 
 
 class SlotOut(Out):
@@ -45,6 +49,7 @@ class SlotOut(Out):
 
 class SlotList(Out):
     slots: list[SlotOut]
+    time_zone: str | None = None  # the zone the times are shown in (patients, or patient_id)
 
 
 class BookRequest(Body):
@@ -57,7 +62,10 @@ class BookRequest(Body):
     starts_at: AwareDatetime | None = None
     kind: Literal["scheduled", "second_opinion"] = "scheduled"
     requires_documents: bool = False
-    notify_via: Literal["chat", "call", "phone"] = "chat"
+    notify_via: Literal["chat", "call", "phone", "push"] = "chat"
+    consultation_id: Id | None = Field(
+        default=None, description="notify_via=chat: the consultation with the patient I am in."
+    )
 
 
 class AppointmentOut(Out):
@@ -72,6 +80,11 @@ class AppointmentOut(Out):
     requires_documents: bool
     notify_via: str
     consultation_id: str | None = None
+    doctor_name: str | None = None
+    doctor_role: str | None = None
+    patient_name: str | None = None  # staff only
+    informed_at: datetime | None = None
+    informing: Literal["done", "due"] = "due"  # R-SCH-1: has the patient been told
 
 
 class AppointmentList(Out):
@@ -123,11 +136,23 @@ async def _zone_of(svc: Services, patient_id: str) -> ZoneInfo:
     return ZoneInfo(patient.timezone if patient else "Europe/Moscow")
 
 
-def appointment_out(a: Appointment, zone: ZoneInfo | None) -> AppointmentOut:
+def appointment_out(
+    a: Appointment,
+    zone: ZoneInfo | None,
+    *,
+    doctor: Staff | None = None,
+    patient_name: str | None = None,
+    sent: bool = False,
+) -> AppointmentOut:
     def shown(t: datetime) -> datetime:
         return t.astimezone(zone) if zone else t
 
     return AppointmentOut(
+        doctor_name=doctor.full_name if doctor else None,
+        doctor_role=doctor.role if doctor else None,
+        patient_name=patient_name,
+        informed_at=shown(a.informed_at) if a.informed_at else None,
+        informing="done" if a.informed_at is not None or sent else "due",
         appointment_id=a.id,
         patient_id=a.patient_id,
         doctor_id=a.doctor_id,
@@ -140,6 +165,22 @@ def appointment_out(a: Appointment, zone: ZoneInfo | None) -> AppointmentOut:
         notify_via=a.notify_via,
         consultation_id=a.consultation_id,
     )
+
+
+async def _check_chat(
+    svc: Services, consultation_id: str, patient_id: str, consultant_id: str
+) -> None:
+    """Informing by chat needs the patient in a consultation with this consultant now
+    (without a consultation_id the booking stands and the informing stays due)."""
+    async with svc.db.read() as session:
+        row = await session.get(Consultation, consultation_id)
+    if (
+        row is None
+        or row.patient_id != patient_id
+        or row.consultant_id != consultant_id
+        or row.state != State.WITH_CONSULTANT.value
+    ):
+        raise ChatNeedsConsultation()
 
 
 def _poke(request: web.Request) -> None:
@@ -166,8 +207,14 @@ def register(api: Api) -> None:
         found = await svc.appointments.free_slots(
             Role(q.role), q.from_ or now, q.to or now + timedelta(days=14), q.doctor_id
         )
-        zone = await _zone_of(svc, call.me.id) if call.me.role is Role.PATIENT else None
+        if call.me.role is Role.PATIENT:
+            zone: ZoneInfo | None = await _zone_of(svc, call.me.id)
+        elif q.patient_id is not None:
+            zone = await _zone_of(svc, q.patient_id)
+        else:
+            zone = None
         return SlotList(
+            time_zone=zone.key if zone else None,
             slots=[
                 SlotOut(
                     slot_id=slot.id,
@@ -178,7 +225,7 @@ def register(api: Api) -> None:
                     ends_at=slot.ends_at.astimezone(zone) if zone else slot.ends_at,
                 )
                 for slot, staff in found
-            ]
+            ],
         )
 
     @api.route(
@@ -209,6 +256,8 @@ def register(api: Api) -> None:
             if missing:
                 raise ValidationFailed(f"Missing: {', '.join(missing)}.", fields=missing)
             assert b.patient_id and b.doctor_id and b.starts_at
+            if b.notify_via == "chat" and b.consultation_id is not None:
+                await _check_chat(svc, b.consultation_id, b.patient_id, call.me.id)
             appointment = await svc.appointments.book_by_consultant(
                 patient_id=b.patient_id,
                 doctor_id=b.doctor_id,
@@ -221,7 +270,46 @@ def register(api: Api) -> None:
             )
         _poke(call.request)
         zone = await _zone_of(svc, appointment.patient_id)
-        return appointment_out(appointment, zone if call.me.role is Role.PATIENT else None)
+        async with svc.db.read() as session:
+            doctor = await session.get(Staff, appointment.doctor_id)
+        if call.me.role is not Role.PATIENT and b.notify_via == "chat" and b.consultation_id:
+            # R-SCH-1: the date, time and zone go to the patient in the consultation's chat.
+            text = booking_text(
+                appointment.starts_at,
+                zone.key,
+                doctor.full_name if doctor else "",
+                doctor.role if doctor else "",
+            )
+            message = await svc.chat.post(b.consultation_id, call.me.role.value, call.me.id, text)
+            await call.request.app[LIVE].publish(
+                [
+                    UserMessage(user, "chat:message", message.to_event())
+                    for user in (appointment.patient_id, call.me.id)
+                ]
+            )
+            appointment = await svc.appointments.mark_informed(appointment.id, who)
+        return appointment_out(
+            appointment, zone if call.me.role is Role.PATIENT else None, doctor=doctor
+        )
+
+    @api.route(
+        "POST",
+        "/appointments/{appointment_id}/informed",
+        roles=CONSULTANTS,
+        response=AppointmentOut,
+        tag="appointments",
+    )
+    async def informed(call: Call[Body]) -> AppointmentOut:
+        """The consultant confirms they told the patient the date and time by the agreed call
+        (R-SCH-1); the day's list then shows the informing as done."""
+        svc = services(call.request)
+        who = Who(call.me.role, call.me.id, client_addr(call.request))
+        appointment = await svc.appointments.mark_informed(
+            call.request.match_info["appointment_id"], who
+        )
+        async with svc.db.read() as session:
+            doctor = await session.get(Staff, appointment.doctor_id)
+        return appointment_out(appointment, None, doctor=doctor)
 
     @api.route(
         "GET",
@@ -246,7 +334,31 @@ def register(api: Api) -> None:
             query = query.where(Appointment.starts_at >= svc.clock.now() - timedelta(hours=1))
         async with svc.db.read() as session:
             rows = (await session.scalars(query)).all()
-        return AppointmentList(items=[appointment_out(a, None) for a in rows])
+            people = {a.doctor_id for a in rows}
+            staff = {
+                s.id: s for s in await session.scalars(select(Staff).where(Staff.id.in_(people)))
+            }
+            found = await session.execute(
+                select(Patient.id, Patient.full_name).where(
+                    Patient.id.in_({a.patient_id for a in rows})
+                )
+            )
+            names: dict[str, str] = {pid: name for pid, name in found.all()}
+        sent = await svc.appointments.informed_by_outbox(
+            [a.id for a in rows if a.notify_via == "push" and a.informed_at is None]
+        )
+        return AppointmentList(
+            items=[
+                appointment_out(
+                    a,
+                    None,
+                    doctor=staff.get(a.doctor_id),
+                    patient_name=names.get(a.patient_id),
+                    sent=a.id in sent,
+                )
+                for a in rows
+            ]
+        )
 
     @api.route(
         "POST",

@@ -27,7 +27,17 @@ from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services.audit import Who, record
 
 SELF_BOOKABLE = frozenset({Role.PSYCHOLOGIST, Role.SPECIALIST})  # seed 000
-NOTIFY_VIA = ("chat", "call", "phone")
+# How the consultant informs the patient of the date and time (R-SCH-1, seed 001): a message
+# in the consultation's chat, a push notification with an SMS, or a call on the platform or
+# to the phone that the consultant makes and then confirms.
+NOTIFY_VIA = ("chat", "call", "phone", "push")
+SENT_BY_PLATFORM = frozenset({"chat", "push"})
+ROLE_NAMES_RU = {
+    "therapist": "терапевт",
+    "paediatrician": "педиатр",
+    "specialist": "врач-специалист",
+    "psychologist": "психолог",
+}
 
 
 class SlotTaken(Conflict):
@@ -38,6 +48,26 @@ class SlotTaken(Conflict):
 class NoSuchSlot(NotFound):
     code = "no_such_slot"
     default_message = "The doctor has no free slot at that time."
+
+
+class ChatNeedsConsultation(Conflict):
+    code = "chat_needs_consultation"
+    default_message = (
+        "Informing by chat needs the patient on the line with you: name your consultation with "
+        "them (consultation_id), or choose push, call or phone."
+    )
+
+
+def booking_text(starts_at: datetime, zone: str, doctor_name: str, doctor_role: str) -> str:
+    """What the patient is told of a booking (R-SCH-1): the doctor, the date, the time and the
+    time zone, in the patient's zone (R-CAL-1). Pure; the chat and the push/SMS use it."""
+    local = starts_at.astimezone(ZoneInfo(zone))
+    role = ROLE_NAMES_RU.get(doctor_role, doctor_role)
+    return (
+        f"Вы записаны на телемедицинскую консультацию: {doctor_name} ({role}), "
+        f"{local:%d.%m.%Y} в {local:%H:%M} по времени {zone}. "
+        "В назначенное время войдите в приложение и ожидайте соединения с консультантом."
+    )
 
 
 class AlreadyStarted(Conflict):
@@ -295,16 +325,25 @@ class AppointmentService:
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 raise SlotTaken()
-            _notify(
-                session,
-                now,
-                key=f"booked:{appointment.id}",
-                role=Role.PATIENT,
-                user=patient_id,
-                channel=notify_via,
-                kind="appointment_booked",
-                payload={"appointment_id": appointment.id, "starts_at": slot.starts_at.isoformat()},
-            )
+            if notify_via == "push":  # the outbox sends it; chat and calls are not outbox work
+                doctor = await session.get(Staff, slot.doctor_id)
+                payload: dict[str, object] = {
+                    "appointment_id": appointment.id,
+                    "starts_at": slot.starts_at.isoformat(),
+                    "doctor_name": doctor.full_name if doctor else "",
+                    "doctor_role": doctor.role if doctor else "",
+                }
+                for via, key in (("push", "booked"), ("sms", "booked-sms")):
+                    _notify(
+                        session,
+                        now,
+                        key=f"{key}:{appointment.id}",
+                        role=Role.PATIENT,
+                        user=patient_id,
+                        channel=via,
+                        kind="appointment_booked",
+                        payload=payload,
+                    )
             told = {"appointment_id": appointment.id, "starts_at": slot.starts_at.isoformat()}
             record_event(session, UserMessage(patient_id, "appointment:booked", told))
             record_event(session, DeadlineSet())  # its reminder and start
@@ -369,6 +408,47 @@ class AppointmentService:
             )
             await session.refresh(appointment)
         return appointment
+
+    # --- informing the patient (R-SCH-1) ------------------------------------------------------
+
+    async def mark_informed(self, appointment_id: str, who: Who) -> Appointment:
+        """The patient has been told (the chat message went out, or the consultant confirms
+        the call they made); the first time counts, a repeat changes nothing."""
+        now = self.clock.now()
+        async with self.db.write() as session:
+            appointment = await session.get(Appointment, appointment_id)
+            if appointment is None:
+                raise NotFound("No such appointment.")
+            if appointment.informed_at is None:
+                appointment.informed_at = now
+                appointment.informed_by = who.id
+                record(
+                    session,
+                    at=now,
+                    who=who,
+                    action="appointment_informed",
+                    object_type="appointment",
+                    object_id=appointment.id,
+                    detail={"via": appointment.notify_via},
+                )
+            await session.flush()
+            await session.refresh(appointment)
+        return appointment
+
+    async def informed_by_outbox(self, appointment_ids: list[str]) -> set[str]:
+        """Of these push/SMS bookings, those whose push or SMS the outbox has sent."""
+        if not appointment_ids:
+            return set()
+        keys = [f"{k}:{i}" for i in appointment_ids for k in ("booked", "booked-sms")]
+        async with self.db.read() as session:
+            sent = (
+                await session.scalars(
+                    select(Notification.dedupe_key).where(
+                        Notification.dedupe_key.in_(keys), Notification.sent_at.is_not(None)
+                    )
+                )
+            ).all()
+        return {key.split(":", 1)[1] for key in sent}
 
     async def for_patient(self, patient_id: str) -> list[Appointment]:
         async with self.db.read() as session:

@@ -1,6 +1,7 @@
 """The patient app in Debian's Chromium on a 360 px phone: booking and cancelling from free
 slots, a consultant's booking that needs documents (R-DOCS-1) with its reminder (R-REMIND-1),
-the consultation blocked until a document is added, a reload during the call that comes
+the consultation blocked until a document is added (the consultant's transfer to the booked
+doctor refused at the console page, R-SCH-3), a reload during the call that comes
 back to the same call, the calendar with the conclusion (R-CONCL-1, R-CAL-1), and
 screenshots of every patient screen at 360 and 1280 px."""
 
@@ -14,6 +15,7 @@ from typing import Any
 from e2ekit import (
     ADULT,
     ADULT_PHONE,
+    DESK,
     PHONE,
     WAIT,
     camera_file,
@@ -21,6 +23,7 @@ from e2ekit import (
     doctor,
     fits_and_labelled,
     login_patient,
+    login_staff,
     open_stage,
     person,
     screen_is,
@@ -45,9 +48,9 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
     await stage.add_patients(ADULT)
     admin, _ = await staff_token(stage.app, Role.ADMIN, "admin")
     consultant_token, _ = await staff_token(stage.app, Role.CONSULTANT, "consultant")
+    await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")  # at the console page
     therapist_token, therapist_id = await doctor(stage, admin, Role.THERAPIST, "therapist")
     await doctor(stage, admin, Role.PSYCHOLOGIST, "psychologist")
-    consultant = await Live(stage.url, consultant_token, "consultant").connect()
     therapist = await Live(stage.url, therapist_token, "therapist").connect()
     document = tmp_path / "анализ-крови.pdf"
     document.write_bytes(b"%PDF-1.4 blood test\n")
@@ -56,6 +59,10 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         patient = await person(browser, PHONE)
         page = patient.page
         tid = page.get_by_test_id
+        desk = await person(browser, DESK, "consultant")
+        console = desk.page
+        await login_staff(console, stage.url, "anna")
+        await expect(console.locator("#live-state")).to_be_hidden(timeout=WAIT)
 
         # Login, consent, the connection check on first contact (R-AUTH-1, R-CONSENT-1, R-DEV).
         await page.goto(f"{stage.url}/")
@@ -133,26 +140,30 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         )
         assert consultation_id
 
-        # The consultant takes the patient; the doctor is refused until documents are in.
-        await consultant.ok("consultation:accept", {"consultation_id": consultation_id})
+        # The consultant takes the patient at the console and is offered the booked doctor
+        # first (R-SCH-3); the doctor is refused until documents are in (R-DOCS-1), in the
+        # console's language.
+        queued = console.locator(
+            f'[data-testid="queue-item"][data-consultation-id="{consultation_id}"]'
+        )
+        await queued.get_by_test_id("accept").click(timeout=WAIT)
         await screen_is(page, "call")
         await expect(tid("documents-required")).to_be_visible()
-        refused = await consultant.call(
-            "consultation:transfer",
-            {"consultation_id": consultation_id, "to": "doctor", "doctor_id": therapist_id},
-        )
-        assert refused["ok"] is False
-        assert refused["error"]["code"] == "documents_required"
+        to_booked = console.get_by_test_id("transfer-booked-doctor")
+        await expect(to_booked).to_be_visible(timeout=WAIT)
+        await expect(to_booked).to_have_attribute("data-doctor-id", therapist_id)
+        await to_booked.click()
+        refused = console.locator("#work-error")
+        await expect(refused).to_have_attribute("data-code", "documents_required", timeout=WAIT)
+        await expect(refused).to_contain_text("не добавил медицинские документы")
 
         # The patient uploads a document into the card and adds it to the consultation.
         await tid("waiting-doc-upload").set_input_files(str(document))
         await expect(tid("doc-choice")).to_have_count(1, timeout=WAIT)
         await tid("attach-documents").click()
         await expect(tid("documents-added")).to_be_visible(timeout=WAIT)
-        await consultant.ok(
-            "consultation:transfer",
-            {"consultation_id": consultation_id, "to": "doctor", "doctor_id": therapist_id},
-        )
+        await to_booked.click()
+        await expect(console.get_by_test_id("work-handed")).to_be_visible(timeout=WAIT)
         await screen_is(page, "waiting")
         await therapist.ok("consultation:accept", {"consultation_id": consultation_id})
         await screen_is(page, "call")
@@ -182,9 +193,9 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         await therapist.ok(
             "consultation:transfer", {"consultation_id": consultation_id, "to": "consultant"}
         )
-        await consultant.ok(
-            "consultation:close", {"consultation_id": consultation_id, "outcome": "done"}
-        )
+        await expect(console.get_by_test_id("followup-panel")).to_be_visible(timeout=WAIT)
+        await console.get_by_test_id("close-consultation").click()
+        await console.get_by_test_id("confirm-yes").click()
         await screen_is(page, "home")
         await expect(tid("consultation-closed")).to_be_visible()
         resp = await stage.app.client.post(
@@ -224,5 +235,6 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         await shots(page, "patient-calendar-en")
         assert patient.errors == [], patient.errors
 
-    await consultant.close()
+        assert desk.errors == [], desk.errors
+
     await therapist.close()

@@ -16,12 +16,18 @@ from telemed.roles import Role
 
 
 @pytest.fixture
+def clinic_db_url(sqlite_url: str) -> str:
+    """The clinic's database: SQLite; a test module overrides it to run on both."""
+    return sqlite_url
+
+
+@pytest.fixture
 async def clinic(
-    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+    start_app: Callable[..., Any], clinic_db_url: str, tmp_path: Path
 ) -> AsyncIterator[Clinic]:
     push_file = tmp_path / "push.jsonl"
     app: Running = await start_app(
-        sqlite_url,
+        clinic_db_url,
         push={"backend": "file", "path": str(push_file)},
         storage={"documents_dir": str(tmp_path / "documents")},
         signalling={"queue_refresh_interval": "10ms"},

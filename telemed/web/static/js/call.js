@@ -7,6 +7,7 @@
 // Pages merge CALL_STRINGS into their i18n dictionaries; without them the strings below
 // are used in the page's language.
 
+import { el } from "./dom.js";
 import { CallConnection } from "./rtc.js";
 
 export const CALL_STRINGS = {
@@ -114,16 +115,6 @@ function icon(name, slash = false) {
   return svg;
 }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === false || value == null) continue;
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
 
 export function mountCall(
   root,

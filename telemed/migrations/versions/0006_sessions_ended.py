@@ -1,7 +1,7 @@
 """sessions ended: when the end of a token (logout, expiry, a disabled account) was told to
 the live sessions using it, so each end is announced once, also across restarts
 
-Revision ID: 0006_issue13
+Revision ID: 0006
 Revises: 0005
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_issue13"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
