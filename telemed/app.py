@@ -175,7 +175,7 @@ def create_app(
         sender = sms or _sender(settings.sms, used_clock)
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
         auth = AuthService(db, used_clock, settings.auth, sender, otp_key)
-        documents = DocumentService(db, used_clock, settings.storage)
+        documents = DocumentService(db, used_clock, settings.storage, settings.rules)
         app[SERVICES] = Services(
             settings=settings,
             clock=used_clock,

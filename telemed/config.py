@@ -96,6 +96,11 @@ class RulesSettings(_Section):
     holidays: tuple[date, ...] = RU_DAYS_OFF_2026_2027
     working_weekends: tuple[date, ...] = ()
     queue_service_time: Duration = timedelta(minutes=3)  # per patient ahead, for the wait estimate
+    # telemed/access.py: staff whose leg ended (or specialist whose second opinion was
+    # delivered) read the patient's record this long afterwards; a break-the-glass lasts
+    # break_glass_ttl.
+    care_window: Duration = timedelta(hours=72)
+    break_glass_ttl: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check(self) -> RulesSettings:
@@ -106,6 +111,8 @@ class RulesSettings(_Section):
             "remind_before",
             "urgent_start_target",
             "conclusion_due_after",
+            "care_window",
+            "break_glass_ttl",
         ):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be longer than zero")
