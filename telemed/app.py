@@ -39,6 +39,7 @@ from telemed.http import (
     views_queues,
 )
 from telemed.http.api import Api, bearer_token
+from telemed.limits import Counters, DbCounters, RedisCounters
 from telemed.notify import Sender, build_sender
 from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
@@ -174,7 +175,13 @@ def create_app(
         db = await open_database(settings)
         sender = sms or _sender(settings.sms, used_clock)
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
-        auth = AuthService(db, used_clock, settings.auth, sender, otp_key)
+        redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
+        counters: Counters = (
+            RedisCounters(redis_client, settings.redis.prefix)
+            if redis_client is not None
+            else DbCounters(db)
+        )
+        auth = AuthService(db, used_clock, settings.auth, sender, otp_key, counters)
         documents = DocumentService(db, used_clock, settings.storage, settings.rules)
         app[SERVICES] = Services(
             settings=settings,
@@ -194,7 +201,6 @@ def create_app(
         work = DueWork(
             db, used_clock, settings, consultations, signalling, {"push": push, "sms": sender}
         )
-        redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
         lease: Lease = (
             RedisLease(
                 redis_client,
@@ -214,6 +220,7 @@ def create_app(
         await runner.stop()
         await signalling.stop()
         await auth.drain()
+        auth.close()
         for made in (sender if sms is None else None, push):
             close = getattr(made, "close", None)
             if close is not None:

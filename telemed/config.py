@@ -173,13 +173,24 @@ class AuthSettings(_Section):
     otp_ttl: Duration = timedelta(minutes=5)
     otp_max_attempts: int = Field(default=5, ge=1)
     otp_resend_cooldown: Duration = timedelta(seconds=60)
+    # Codes one address may have sent to one phone in an hour (a stranger spends only their
+    # own share of a phone's codes), all addresses together, and codes from one address.
     otp_per_phone_per_hour: int = Field(default=5, ge=1)
+    otp_per_phone_all_addresses_per_hour: int = Field(default=20, ge=1)
     otp_per_address_per_hour: int = Field(default=30, ge=1)
-    # Staff password guessing: failed logins counted over a sliding window, per account
-    # (since its last success) and per client address.
+    otp_verify_per_address_per_hour: int = Field(default=60, ge=1)  # wrong codes from one address
+    # Staff password guessing: attempts counted in a window per account (since its last
+    # success; separately for an address the account logged in from before, so a stranger
+    # cannot lock the owner out) and failures per client address.
     staff_failures_per_account: int = Field(default=10, ge=1)
     staff_failures_per_address: int = Field(default=50, ge=1)
     staff_failure_window: Duration = timedelta(minutes=15)
+    staff_known_address_for: Duration = timedelta(days=30)
+    # Password checks (argon2, 64 MiB each) run in their own pool: this many at once, at most
+    # password_in_flight running or waiting per node, password_per_address from one address.
+    password_workers: int = Field(default=2, ge=1)
+    password_in_flight: int = Field(default=16, ge=1)
+    password_per_address: int = Field(default=2, ge=1)
     token_ttl: Duration = timedelta(hours=12)
     secret_key: str | None = Field(default=None, min_length=16)
 

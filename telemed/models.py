@@ -380,6 +380,16 @@ class AuditEntry(Base):
     __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
 
 
+class LimitCounter(Base):
+    """A login limit's counter in its current window (telemed/limits.py); the key is a
+    digest, never a phone number or an address."""
+
+    __tablename__ = "limit_counters"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    resets_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class SecondOpinion(Base):
     """A second expert opinion (R-SECOND): the patient's documents go to a specialist, whose
     conclusion the consultant delivers into the chat of the consultation it was asked in."""
