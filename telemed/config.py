@@ -186,9 +186,9 @@ class AuthSettings(_Section):
     staff_failures_per_address: int = Field(default=50, ge=1)
     staff_failure_window: Duration = timedelta(minutes=15)
     staff_known_address_for: Duration = timedelta(days=30)
-    # Password checks (argon2, 64 MiB each) run in their own pool: this many at once, at most
+    # Password checks (argon2id, 19 MiB each) run in their own pool: this many at once, at most
     # password_in_flight running or waiting per node, password_per_address from one address.
-    password_workers: int = Field(default=2, ge=1)
+    password_workers: int = Field(default=1, ge=1)
     password_in_flight: int = Field(default=16, ge=1)
     password_per_address: int = Field(default=2, ge=1)
     token_ttl: Duration = timedelta(hours=12)

@@ -26,7 +26,7 @@ from telemed.errors import (
     TooManyAttempts,
     Unauthorized,
 )
-from telemed.limits import Counters, DbCounters, counter_key
+from telemed.limits import Counters, DbCounters, Hit, counter_key
 from telemed.models import AuditEntry, AuthToken, OtpCode, Patient, ServerKey, Staff
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
@@ -45,6 +45,7 @@ from telemed.services.audit import Who, record
 log = logging.getLogger("telemed.auth")
 
 OTP_KEY_NAME = "otp_hmac"
+BLOCKED_MAX = 10_000  # counters remembered as over their limit on one node
 SMS_TEXT = "Код входа в телемедицину: {code}. Никому его не сообщайте."
 
 
@@ -114,6 +115,7 @@ class AuthService:
         self._otp_key = otp_key
         self._sending: set[asyncio.Task[None]] = set()
         self.counters: Counters = counters or DbCounters(db)
+        self._blocked: dict[str, datetime] = {}
         self.passwords = PasswordChecker(
             settings.password_workers, settings.password_in_flight, settings.password_per_address
         )
@@ -126,9 +128,31 @@ class AuthService:
         self, key: str, limit: int, window: timedelta, now: datetime, error: type[RateLimited]
     ) -> None:
         """One atomic hit on a limit counter; past `limit`, `error` with the time to wait."""
+        until = self._blocked.get(key)
+        if until is not None and until > now:
+            raise error(retry_after_seconds=Hit(0, until).retry_after(now))
         hit = await self.counters.hit(key, window, now)
         if hit.over(limit):
+            self._block(key, hit.resets_at, now)
             raise error(retry_after_seconds=hit.retry_after(now))
+
+    def _block(self, key: str, until: datetime, now: datetime) -> None:
+        """Remember on this node that a counter is over its limit until its window ends, so
+        a flood is refused without a database write per request (the counter stays the
+        authority for letting anyone through)."""
+        if len(self._blocked) >= BLOCKED_MAX:
+            for stale in [k for k, t in self._blocked.items() if t <= now]:
+                del self._blocked[stale]
+            if len(self._blocked) >= BLOCKED_MAX:
+                self._blocked.clear()
+        self._blocked[key] = until
+
+    def _blocked_now(self, now: datetime, *keys: str) -> datetime | None:
+        for key in keys:
+            until = self._blocked.get(key)
+            if until is not None and until > now:
+                return until
+        return None
 
     # --- patients: phone + SMS code (R-AUTH-1) ---------------------------------------
 
@@ -327,6 +351,9 @@ class AuthService:
         else:
             account_key = counter_key("staff-account", staff.id)
         address_key = counter_key("staff-address", client_addr)
+        until = self._blocked_now(now, address_key, account_key)
+        if until is not None:  # refused before, in this window: no write, no new audit entry
+            raise RateLimited(retry_after_seconds=Hit(0, until).retry_after(now))
         try:
             with self.passwords.slot(client_addr):
                 await self._limit(
@@ -344,8 +371,7 @@ class AuthService:
                     RateLimited,
                 )
                 ok = await self.passwords.verify(staff.password_hash if staff else None, password)
-        except Busy:
-            await self._audit_login(who, now, "busy")
+        except Busy:  # refused at once, unchecked and unaudited: a flood writes nothing
             raise RateLimited(
                 "Too many logins at once; try again in a moment.", retry_after_seconds=1
             ) from None
@@ -353,6 +379,9 @@ class AuthService:
             await self._audit_login(who, now, "rate_limited")
             raise
         succeeded = ok and staff is not None and staff.active
+        rehashed = None
+        if succeeded and staff is not None:
+            rehashed = await self.passwords.rehash_if_needed(staff.password_hash, password)
         async with self.db.write() as session:
             record(
                 session,
@@ -365,9 +394,14 @@ class AuthService:
             )
             if succeeded and staff is not None:
                 issued = await self._issue(session, Role(staff.role), staff.id, now)
+                if rehashed is not None:
+                    await session.execute(
+                        update(Staff).where(Staff.id == staff.id).values(password_hash=rehashed)
+                    )
         if not succeeded:
             raise InvalidCredentials()
         await self.counters.clear(account_key)
+        self._blocked.pop(account_key, None)
         await self.counters.refund(address_key)
         return issued
 
