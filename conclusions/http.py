@@ -28,13 +28,20 @@ from conclusions.service import (
 )
 from telemed.consultation import Channel
 from telemed.context import REPLAN, client_addr, services
-from telemed.errors import ConsentRequired, Forbidden, NotFound, TelemedError
+from telemed.errors import (
+    ConsentRequired,
+    Forbidden,
+    NotFound,
+    TelemedError,
+    ValidationFailed,
+)
 from telemed.http.api import Api, Body, Call, Out, bearer_token
 from telemed.models import AuditEntry, Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.audit import Who, record
 from telemed.services.auth import Caller
 from telemed.services.care import BREAK_GLASS, CareAccess, access_detail
+from telemed.text import has_control
 
 PATIENT = {Role.PATIENT}
 CONSULTANT = {Role.CONSULTANT}
@@ -713,6 +720,8 @@ def fhir_view(read: FhirRead) -> Callable[[web.Request], Awaitable[web.Response]
     async def view(request: web.Request) -> web.Response:
         reader: Reader | None = None
         try:
+            if has_control(request.match_info.get("id", "")):
+                raise ValidationFailed("Invalid fields: id.")
             reader = await fhir_reader(request)
             svc = services(request)
             export = FhirExport(svc.db, svc.clock, svc.settings.rules)
