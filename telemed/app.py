@@ -29,6 +29,7 @@ from telemed.errors import (
     VendorMissing,
 )
 from telemed.http import (
+    headers,
     views_appointments,
     views_auth,
     views_consultations,
@@ -167,6 +168,7 @@ def create_app(
     used_clock = clock or SystemClock()
     api = build_api()
     app[API] = api
+    headers.install(app, settings.server)
     api.mount(app)
     conclusions_http.add_routes(app)
     views_devices.install(app, settings)  # test calls of the connection check, /check

@@ -164,6 +164,8 @@ class ServerSettings(_Section):
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     trusted_proxies: tuple[str, ...] = ()
+    # Strict-Transport-Security max-age in seconds when served over TLS (0: not sent).
+    hsts_max_age: int = Field(default=0, ge=0)
 
 
 class AuthSettings(_Section):
