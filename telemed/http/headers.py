@@ -21,7 +21,7 @@ from telemed.config import ServerSettings
 
 PERMISSIONS = (
     "camera=(self), microphone=(self), display-capture=(), geolocation=(), payment=(), "
-    "usb=(), serial=(), bluetooth=(), midi=(), interest-cohort=()"
+    "usb=(), serial=(), midi=()"
 )
 
 
