@@ -175,9 +175,16 @@ def test_password_checks_past_a_cap_are_refused_at_once() -> None:
 async def test_two_nodes_on_postgresql_and_redis_share_the_limits(
     pg_url: str, start_app: Any
 ) -> None:
-    """Issue 14: with `redis.url` the counters are Redis INCR + PEXPIRE, shared by nodes."""
+    """Issue 14: with `redis.url` the counters are Redis INCR + PEXPIRE, shared by nodes: 50
+    code requests -> 1 SMS, 1,000 guesses -> 5 compared, 100 wrong passwords -> 10 checked."""
     redis = {"url": REDIS_URL, "prefix": f"test-{uuid.uuid4().hex[:8]}"}
-    auth = {"staff_failures_per_account": 10, "staff_failures_per_address": 1000, **NO_CAPS}
+    auth = {
+        "staff_failures_per_account": 10,
+        "staff_failures_per_address": 1000,
+        "otp_max_attempts": 5,
+        "otp_verify_per_address_per_hour": 100_000,
+        **NO_CAPS,
+    }
     one: Running = await start_app(pg_url, redis=redis, auth=auth, scheduler={"enabled": False})
     two: Running = await start_app(pg_url, redis=redis, auth=auth, scheduler={"enabled": False})
     await add_adult(one)
@@ -187,6 +194,13 @@ async def test_two_nodes_on_postgresql_and_redis_share_the_limits(
     assert Counter(answers) == {"202": 1, "429 otp_cooldown": 49}
     await two.services.auth.drain()
     assert await sms_to(one, ADULT_PHONE) == 1  # both nodes write the same SMS file
+
+    code = await one.last_code(ADULT_PHONE)
+    guess = {"phone": ADULT_PHONE, "code": wrong(code)}
+    answers = await asyncio.gather(*(post(nodes[i % 2], VERIFY, guess) for i in range(1000)))
+    assert Counter(answers)["401 invalid_code"] == 4 and all(a.startswith("4") for a in answers)
+    async with one.services.db.read() as session:
+        assert await session.scalar(select(OtpCode.attempts)) == 5
 
     await staff_token(one, Role.CONSULTANT)
     before = await staff_outcomes(one)
