@@ -179,7 +179,7 @@ def create_app(
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
         redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
         counters: Counters = (
-            RedisCounters(redis_client, settings.redis.prefix)
+            RedisCounters(redis_client, settings.redis.prefix, DbCounters(db))
             if redis_client is not None
             else DbCounters(db)
         )

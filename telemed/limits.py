@@ -17,16 +17,20 @@ code requests through on PostgreSQL; these counters are what replaced it.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
 from sqlalchemy import case, delete, literal, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from telemed.db import Database
 from telemed.models import LimitCounter, UTCDateTime
+
+log = logging.getLogger("telemed.limits")
 
 PURGE_EVERY = 1000  # hits between two deletions of long-ended windows
 PURGE_AFTER = timedelta(days=1)
@@ -114,11 +118,14 @@ class DbCounters:
 class RedisCounters:
     """Counters in Redis: `INCR` and `PEXPIRE NX` in one transaction, shared by all nodes.
 
-    Redis ends the window on its own clock; `resets_at` is told from the key's TTL."""
+    Redis ends the window on its own clock; `resets_at` is told from the key's TTL. While
+    Redis cannot be reached the database counters stand in, so logins go on (with limits)
+    through an outage instead of failing."""
 
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, redis: Any, prefix: str, fallback: Counters) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.fallback = fallback
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:limit:{key}"
@@ -126,26 +133,36 @@ class RedisCounters:
     async def hit(self, key: str, window: timedelta, now: datetime) -> Hit:
         name = self._key(key)
         millis = max(1, int(window.total_seconds() * 1000))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(name)
-            pipe.pexpire(name, millis, nx=True)
-            pipe.pttl(name)
-            count, _, ttl = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.pexpire(name, millis, nx=True)
+                pipe.pttl(name)
+                count, _, ttl = await pipe.execute()
+        except RedisError:
+            log.warning("redis unreachable: login limits counted in the database")
+            return await self.fallback.hit(key, window, now)
         left = timedelta(milliseconds=ttl if ttl and ttl > 0 else millis)
         return Hit(int(count), now + left)
 
     async def refund(self, key: str) -> None:
         name = self._key(key)
-        # Only a key that still exists is decremented (a lapsed window stays gone).
-        await self.redis.eval(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end"
-            " return 0",
-            1,
-            name,
-        )
+        try:
+            # Only a key that still exists is decremented (a lapsed window stays gone).
+            await self.redis.eval(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1])"
+                " end return 0",
+                1,
+                name,
+            )
+        except RedisError:
+            await self.fallback.refund(key)
 
     async def clear(self, key: str) -> None:
-        await self.redis.delete(self._key(key))
+        try:
+            await self.redis.delete(self._key(key))
+        except RedisError:
+            await self.fallback.clear(key)
 
 
 def _aware(value: datetime) -> datetime:

@@ -209,3 +209,24 @@ async def test_two_nodes_on_postgresql_and_redis_share_the_limits(
     assert Counter(answers) == {"401 invalid_credentials": 10, "429 rate_limited": 90}
     after = await staff_outcomes(one)
     assert after["invalid_credentials"] - before["invalid_credentials"] == 10
+
+
+async def test_login_limits_are_counted_in_the_database_while_redis_is_down(db: Any) -> None:
+    """Issue 14: a Redis outage neither lets logins through unlimited nor fails them."""
+    import redis.asyncio as aioredis
+
+    from telemed.clock import ManualClock
+    from telemed.limits import DbCounters, RedisCounters
+
+    unreachable = aioredis.from_url("redis://127.0.0.1:1/0")
+    counters = RedisCounters(unreachable, "test", DbCounters(db))
+    now = ManualClock().now()
+    try:
+        counts = [(await counters.hit("k", timedelta(minutes=1), now)).count for _ in range(3)]
+        await counters.refund("k")
+        after = await counters.hit("k", timedelta(minutes=1), now)
+        await counters.clear("k")
+        fresh = await counters.hit("k", timedelta(minutes=1), now)
+    finally:
+        await unreachable.aclose()
+    assert counts == [1, 2, 3] and after.count == 3 and fresh.count == 1
