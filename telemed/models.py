@@ -377,7 +377,11 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32), default="ok")
     client_addr: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_object", "object_type", "object_id"),
+        # A staff member's recent logins (their known addresses, telemed/services/auth.py).
+        Index("ix_audit_log_actor_at", "actor_id", "at"),
+    )
 
 
 class LimitCounter(Base):

@@ -1,4 +1,5 @@
-"""limit counters: login limits that hold under concurrency (issue 14)
+"""limit counters: login limits that hold under concurrency (issue 14); an audit index
+by actor and time (a staff member's known addresses)
 
 Revision ID: 0006_issue14_limits
 Revises: 0005
@@ -26,8 +27,10 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_limit_counters_resets_at"), "limit_counters", ["resets_at"], unique=False
     )
+    op.create_index("ix_audit_log_actor_at", "audit_log", ["actor_id", "at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_log_actor_at", table_name="audit_log")
     op.drop_index(op.f("ix_limit_counters_resets_at"), table_name="limit_counters")
     op.drop_table("limit_counters")
