@@ -2,15 +2,15 @@
 as Encounter, a conclusion as Composition, a patient's record as a Bundle.
 
 Every resource is built as FHIR JSON and validated by the library's models
-before it leaves. Who may read what is decided here for appointments and
-encounters, and by the conclusion rules (`conclusions.service`) for
-compositions, whose reads are audited there.
+before it leaves. Who may read what is decided by the one access policy
+(`telemed.access`): in `_check_patient` here, and in the conclusion rules
+(`conclusions.service`) for compositions. Every FHIR read is audited by the view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -26,10 +26,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conclusions.service import ConclusionService, ReadResult, Status
+from telemed.access import Decision
 from telemed.clock import Clock
 from telemed.config import RulesSettings
 from telemed.db import Database
-from telemed.errors import Forbidden, NotFound, TelemedError
+from telemed.errors import NotFound, TelemedError
 from telemed.models import (
     Appointment,
     Conclusion,
@@ -40,6 +41,7 @@ from telemed.models import (
 )
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services.audit import Who
+from telemed.services.care import Grants
 
 FHIR_JSON = "application/fhir+json"
 STAFF_READERS: frozenset[Role] = DOCTOR_ROLES | {Role.CONSULTANT}
@@ -257,10 +259,13 @@ def _drop_none(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Reader:
-    """Who reads: their role and audit identity."""
+    """Who reads: their role, audit identity, and what the access policy lets them read
+    (`decisions` collects each check, for the audit entry of the request)."""
 
     role: Role
     who: Who
+    grants: Grants
+    decisions: list[Decision] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -268,12 +273,12 @@ class Reader:
 
 
 def _check_patient(reader: Reader, patient_id: str) -> None:
-    """Staff who serve patients read any record; a patient only their own (others: not found)."""
-    if reader.role is Role.PATIENT:
-        if reader.id != patient_id:
-            raise NotFound()
-    elif reader.role not in STAFF_READERS:
-        raise Forbidden("FHIR records are not available to this role.")
+    """The one access policy (`telemed.access`): the patient, staff in a care relationship,
+    a consultant after a break-the-glass; anyone else is told not found."""
+    decision = reader.grants.decide(patient_id)
+    reader.decisions.append(decision)
+    if not decision.allowed:
+        raise NotFound()
 
 
 class FhirExport:

@@ -16,7 +16,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import AwareDatetime, Field
 
 from conclusions import audit, calendar, ical
-from conclusions.fhir import FHIR_JSON, STAFF_READERS, FhirExport, Reader, outcome_resource
+from conclusions.fhir import FHIR_JSON, FhirExport, Reader, outcome_resource
 from conclusions.second_opinion import CaseView, SecondOpinionService
 from conclusions.service import (
     ConclusionService,
@@ -28,17 +28,26 @@ from conclusions.service import (
 )
 from telemed.consultation import Channel
 from telemed.context import REPLAN, client_addr, services
-from telemed.errors import ConsentRequired, Forbidden, NotFound, TelemedError
+from telemed.errors import (
+    ConsentRequired,
+    Forbidden,
+    NotFound,
+    TelemedError,
+    ValidationFailed,
+)
 from telemed.http.api import Api, Body, Call, Out, bearer_token
-from telemed.models import Conclusion
+from telemed.models import AuditEntry, Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
-from telemed.services.audit import Who
+from telemed.services.audit import Who, record
 from telemed.services.auth import Caller
+from telemed.services.care import BREAK_GLASS, CareAccess, access_detail
+from telemed.text import has_control
 
 PATIENT = {Role.PATIENT}
 CONSULTANT = {Role.CONSULTANT}
 CASE_READERS = {Role.PATIENT, Role.CONSULTANT, Role.SPECIALIST}
-FHIR_READERS = STAFF_READERS | {Role.PATIENT}
+RECORD_READERS = STAFF_ROLES | PATIENT
+FHIR_READERS = STAFF_ROLES | {Role.PATIENT}  # admin too: the access policy answers 404
 LongText = Annotated[str, Field(max_length=20_000)]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -95,6 +104,20 @@ class PendingOut(Out):
 class CalendarQuery(Body):
     start: datetime | None = Field(default=None, alias="from")
     end: datetime | None = Field(default=None, alias="to")
+    patient_id: Id | None = None  # staff: whose calendar (the access policy decides)
+
+
+class RecordsQuery(Body):
+    patient_id: Id | None = None  # staff: whose records (the access policy decides)
+
+
+class BreakGlassBody(Body):
+    reason: Annotated[str, Field(min_length=10, max_length=500)]
+
+
+class BreakGlassOut(Out):
+    patient_id: str
+    expires_at: datetime
 
 
 class SummaryOut(Out):
@@ -235,6 +258,7 @@ class AuditOut(Out):
     outcome: str
     client_addr: str | None
     detail: dict[str, Any] | None
+    break_glass: bool = False  # a break-the-glass, or a read made under one: for review
 
 
 class AuditList(Out):
@@ -323,6 +347,22 @@ def base_url(request: web.Request) -> str:
     return str(request.url.origin())
 
 
+def audit_out(row: AuditEntry) -> AuditOut:
+    out = AuditOut.model_validate(row, from_attributes=True)
+    return out.model_copy(update={"break_glass": bool((row.detail or {}).get(BREAK_GLASS))})
+
+
+def _access(request: web.Request) -> CareAccess:
+    svc = services(request)
+    return CareAccess(svc.db, svc.clock, svc.settings.rules)
+
+
+async def _record_of(call: Call[Any], patient_id: str | None, action: str) -> str:
+    """Whose record this call reads, through the access policy (audited; else 404)."""
+    wanted, _ = await _access(call.request).read_record(who(call), call.me.role, patient_id, action)
+    return wanted
+
+
 def _conclusions(request: web.Request) -> ConclusionService:
     svc = services(request)
     return ConclusionService(svc.db, svc.clock, svc.settings.rules)
@@ -394,17 +434,19 @@ def register(api: Api) -> None:
     @api.route(
         "GET",
         "/calendar",
-        roles=PATIENT,
+        roles=RECORD_READERS,
         query=CalendarQuery,
         response=CalendarOut,
         tag="calendar",
     )
     async def get_calendar(call: Call[CalendarQuery]) -> CalendarOut:
         """My appointments and past consultations with their conclusions, in my time zone
-        (R-CAL-1); `from`/`to` without an offset are my local times."""
+        (R-CAL-1); `from`/`to` without an offset are my local times. Staff name the patient
+        (`patient_id`) and read it only in a care relationship (else 404)."""
         svc = services(call.request)
+        patient_id = await _record_of(call, call.body.patient_id, "calendar_read")
         cal = await calendar.load_calendar(
-            svc.db, call.me.id, call.body.start, call.body.end, svc.clock.now()
+            svc.db, patient_id, call.body.start, call.body.end, svc.clock.now()
         )
         return CalendarOut(
             timezone=cal.timezone,
@@ -425,6 +467,7 @@ def register(api: Api) -> None:
         """The same events as iCalendar (RFC 5545): titles and links, no medical text."""
         svc = services(call.request)
         now = svc.clock.now()
+        await _record_of(call, None, "calendar_read")
         cal = await calendar.load_calendar(svc.db, call.me.id, call.body.start, call.body.end, now)
         return _ics(ical.render(cal, now=now, base_url=base_url(call.request)))
 
@@ -454,10 +497,19 @@ def register(api: Api) -> None:
         svc = services(call.request)
         await ical.revoke_feed(svc.db, svc.clock, who(call))
 
-    @api.route("GET", "/records", roles=PATIENT, response=RecordsOut, tag="calendar")
-    async def get_records(call: Call[Body]) -> RecordsOut:
-        """My records: every consultation with its state and signed conclusion, newest first."""
-        zone, records = await calendar.load_records(services(call.request).db, call.me.id)
+    @api.route(
+        "GET",
+        "/records",
+        roles=RECORD_READERS,
+        query=RecordsQuery,
+        response=RecordsOut,
+        tag="calendar",
+    )
+    async def get_records(call: Call[RecordsQuery]) -> RecordsOut:
+        """My records: every consultation with its state and signed conclusion, newest first.
+        Staff name the patient (`patient_id`) and read it only in a care relationship."""
+        patient_id = await _record_of(call, call.body.patient_id, "records_read")
+        zone, records = await calendar.load_records(services(call.request).db, patient_id)
         return RecordsOut(
             timezone=zone,
             items=[RecordOut.model_validate(r, from_attributes=True) for r in records],
@@ -587,6 +639,24 @@ def register(api: Api) -> None:
         )
 
     @api.route(
+        "POST",
+        "/patients/{patient_id}/break-glass",
+        roles=CONSULTANT,
+        body=BreakGlassBody,
+        response=BreakGlassOut,
+        status=201,
+        tag="audit",
+    )
+    async def break_glass(call: Call[BreakGlassBody]) -> BreakGlassOut:
+        """Read a patient's record outside a care relationship, stating why: audited and
+        flagged for review; lasts `rules.break_glass_ttl` (telemed/access.py)."""
+        patient_id = call.request.match_info["patient_id"]
+        expires_at = await _access(call.request).break_glass(
+            who(call), call.me.role, patient_id, call.body.reason
+        )
+        return BreakGlassOut(patient_id=patient_id, expires_at=expires_at)
+
+    @api.route(
         "GET", "/audit", roles={Role.ADMIN}, query=AuditQuery, response=AuditList, tag="audit"
     )
     async def list_audit(call: Call[AuditQuery]) -> AuditList:
@@ -598,7 +668,7 @@ def register(api: Api) -> None:
             object_id=q.object_id,
             limit=q.limit,
         )
-        return AuditList(items=[AuditOut.model_validate(r, from_attributes=True) for r in rows])
+        return AuditList(items=[audit_out(r) for r in rows])
 
 
 # --- outside /api/v1: the secret feed and FHIR -------------------------------------------
@@ -625,7 +695,30 @@ async def fhir_reader(request: web.Request) -> Reader:
         raise Forbidden("FHIR records are not available to this role.")
     if caller.role is Role.PATIENT and await svc.consent.accepted_at(caller.id) is None:
         raise ConsentRequired()
-    return Reader(caller.role, Who(caller.role, caller.id, client_addr(request)))
+    grants = await _access(request).grants(caller.role, caller.id)
+    return Reader(caller.role, Who(caller.role, caller.id, client_addr(request)), grants)
+
+
+async def audit_fhir_read(request: web.Request, reader: Reader, outcome: str) -> None:
+    """Every FHIR read leaves an audit entry with its outcome and, when the policy let the
+    reader in, why (a break-the-glass read is flagged)."""
+    svc = services(request)
+    kind = request.path.split("/")[2][:32] if request.path.count("/") >= 2 else "fhir"
+    allowed = [d for d in reader.decisions if d.allowed]
+    detail = access_detail(allowed[0]) if allowed else None
+    if any(d.break_glass for d in allowed) and detail is not None:
+        detail[BREAK_GLASS] = True
+    async with svc.db.write() as session:
+        record(
+            session,
+            at=svc.clock.now(),
+            who=reader.who,
+            action="fhir_read",
+            object_type=kind.lower(),
+            object_id=request.match_info.get("id", "")[:64] or None,
+            outcome=outcome,
+            detail=detail,
+        )
 
 
 FhirRead = Callable[[FhirExport, str, Reader, web.Request], Awaitable[Resource]]
@@ -635,14 +728,19 @@ def fhir_view(read: FhirRead) -> Callable[[web.Request], Awaitable[web.Response]
     """A FHIR GET: resources and errors (as OperationOutcome) in application/fhir+json."""
 
     async def view(request: web.Request) -> web.Response:
+        reader: Reader | None = None
         try:
+            if has_control(request.match_info.get("id", "")):
+                raise ValidationFailed("Invalid fields: id.")
             reader = await fhir_reader(request)
             svc = services(request)
             export = FhirExport(svc.db, svc.clock, svc.settings.rules)
             resource = await read(export, request.match_info["id"], reader, request)
-            status = 200
+            status, outcome = 200, "ok"
         except TelemedError as exc:
-            resource, status = outcome_resource(exc), exc.status
+            resource, status, outcome = outcome_resource(exc), exc.status, exc.code
+        if reader is not None:
+            await audit_fhir_read(request, reader, outcome)
         return web.Response(
             body=resource.model_dump_json(by_alias=True, exclude_none=True),
             status=status,

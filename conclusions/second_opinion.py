@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from conclusions.service import (
     WriteRequest,
 )
 from conclusions.workdays import WorkCalendar
+from telemed.access import DENIED, Decision
 from telemed.clock import Clock
 from telemed.config import RulesSettings
 from telemed.consultation import Channel, Kind
@@ -48,6 +50,7 @@ from telemed.models import (
 from telemed.roles import Role
 from telemed.services.appointments import AppointmentService
 from telemed.services.audit import Who, record
+from telemed.services.care import CareAccess, access_detail
 from telemed.services.insured import local_today
 
 OBJECT = "second_opinion"
@@ -162,6 +165,7 @@ class SecondOpinionService:
         self.rules = rules
         self.workdays = WorkCalendar.from_rules(rules)
         self.conclusions = ConclusionService(db, clock, rules)
+        self.access = CareAccess(db, clock, rules)
 
     async def request(
         self, who: Who, consultation_id: str, question: str, document_ids: Sequence[str]
@@ -319,15 +323,24 @@ class SecondOpinionService:
         return appointment
 
     async def get(self, case_id: str, role: Role, who: Who, *, audit: bool = True) -> CaseView:
-        """One case with its documents, for its patient, a consultant or its specialist; the
-        read of the case and of each document is audited, a refused one too."""
+        """One case with its documents, for whom the access policy lets read the patient's
+        record (its patient, its specialist, the consultants while it is open: `telemed.access`);
+        the read of the case and of each document is audited, a refused one too. With
+        `audit=False` it is the answer to a step the caller was just allowed to take."""
         error: NotFound | None = None
         async with self.db.write() as session:
             case = await session.get(SecondOpinion, case_id)
-            if case is None or not _may_read(role, str(who.id), case):
+            decision = DENIED
+            if case is not None and role in READERS:
+                decision = (
+                    await self.access.decide(session, role, str(who.id), case.patient_id)
+                    if audit
+                    else Decision(True)
+                )
+            if case is None or not decision.allowed:
                 error = NotFound("No such second opinion.")
                 self._audit(
-                    session, who, "second_opinion_read", OBJECT, case_id, outcome=error.code
+                    session, who, "second_opinion_read", OBJECT, case_id[:64], outcome=error.code
                 )
             else:
                 documents = (
@@ -342,9 +355,18 @@ class SecondOpinionService:
                     )
                 ).all()
                 if audit:
-                    self._audit(session, who, "second_opinion_read", OBJECT, case_id)
+                    access = access_detail(decision)
+                    self._audit(session, who, "second_opinion_read", OBJECT, case_id, access=access)
                     for doc in documents:
-                        self._audit(session, who, "document_read", "document", doc.id, case_id)
+                        self._audit(
+                            session,
+                            who,
+                            "document_read",
+                            "document",
+                            doc.id,
+                            case_id,
+                            access=access,
+                        )
                 (view,) = await self._views(session, [case])
         if error is not None:
             raise error
@@ -437,7 +459,9 @@ class SecondOpinionService:
         case_id: str | None = None,
         *,
         outcome: str = "ok",
+        access: dict[str, Any] | None = None,
     ) -> None:
+        detail = {**({"second_opinion_id": case_id} if case_id else {}), **(access or {})}
         record(
             session,
             at=self.clock.now(),
@@ -446,17 +470,8 @@ class SecondOpinionService:
             object_type=object_type,
             object_id=object_id,
             outcome=outcome,
-            detail={"second_opinion_id": case_id} if case_id else None,
+            detail=detail or None,
         )
-
-
-def _may_read(role: Role, actor_id: str, case: SecondOpinion) -> bool:
-    """Its patient, any consultant, and the specialist it is assigned to."""
-    if role is Role.PATIENT:
-        return case.patient_id == actor_id
-    if role is Role.SPECIALIST:
-        return case.specialist_id == actor_id
-    return role is Role.CONSULTANT
 
 
 async def _signed(session: AsyncSession, case_id: str) -> Conclusion | None:

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from telemed.access import DENIED, Decision
 from telemed.clock import Clock
 from telemed.config import RulesSettings
 from telemed.db import Database
@@ -34,6 +35,7 @@ from telemed.models import (
 )
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services.audit import Who, record
+from telemed.services.care import CareAccess, access_detail
 
 OBJECT = "conclusion"
 DOCTOR_ROLE_NAMES = sorted(r.value for r in DOCTOR_ROLES)
@@ -160,14 +162,17 @@ def plan_write(chain: Sequence[Version], request: WriteRequest, author_id: str) 
     return Plan("create", latest.version + 1, None, latest.id, request.reason, request.sign)
 
 
-def may_read(role: Role, actor_id: str, patient_id: str, version: Version) -> bool:
-    """A patient reads their own signed conclusions; a draft only its author; consultants and
-    doctors the signed ones (they arrange and give the follow-up)."""
+def may_read(
+    role: Role, actor_id: str, patient_id: str, version: Version, access: Decision
+) -> bool:
+    """A patient reads their own signed conclusions; a draft only its author; other staff the
+    signed ones of a patient the access policy lets them read (a care relationship, or a
+    break-the-glass: `telemed.access`)."""
     if role is Role.PATIENT:
         return actor_id == patient_id and version.status is Status.SIGNED
     if actor_id == version.doctor_id:
         return True
-    return role in READERS and version.status is Status.SIGNED
+    return role in READERS and version.status is Status.SIGNED and access.allowed
 
 
 def version_of(row: Conclusion) -> Version:
@@ -261,6 +266,7 @@ class ConclusionService:
         self.db = db
         self.clock = clock
         self.rules = rules
+        self.access = CareAccess(db, clock, rules)
 
     async def write(self, ref: SubjectRef, who: Who, request: WriteRequest) -> Conclusion:
         """Save a draft, sign, or correct a signed conclusion (R-CONCL-1)."""
@@ -357,17 +363,17 @@ class ConclusionService:
         A patient or doctor who may not see it is told `not_found`, so that the
         existence of another patient's conclusion, or of a draft, does not leak."""
         error: TelemedError | None = None
+        decision = DENIED
         async with self.db.write() as session:
             row = await session.get(Conclusion, conclusion_id)
             result: ReadResult | None = None
-            if role not in READERS:
-                error = Forbidden("Conclusions are not available to this role.")
-            elif row is None:
+            if row is None or role not in READERS:
                 error = NotFound("No such conclusion.")
             else:
                 ref = subject_ref(row)
                 subject = await load_subject(session, ref, self.rules.conclusion_due_after)
-                if not may_read(role, str(who.id), subject.patient_id, version_of(row)):
+                decision = await self.access.decide(session, role, str(who.id), subject.patient_id)
+                if not may_read(role, str(who.id), subject.patient_id, version_of(row), decision):
                     error = NotFound("No such conclusion.")
                 else:
                     chain = await load_chain(session, ref)
@@ -385,8 +391,9 @@ class ConclusionService:
                 who=who,
                 action="conclusion_read",
                 object_type=OBJECT,
-                object_id=conclusion_id,
+                object_id=conclusion_id[:64],
                 outcome="ok" if error is None else error.code,
+                detail=access_detail(decision) if error is None else None,
             )
         if error is not None:
             raise error

@@ -35,6 +35,8 @@ from telemed.errors import (
 )
 from telemed.http.api import validation_failed
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
+from telemed.services.audit import Who
+from telemed.services.care import CareAccess
 from telemed.services.consultations import view_of
 from telemed.services.documents import check_attachable
 
@@ -298,5 +300,11 @@ class Handlers:
         allowed = row.patient_id == who.user_id or counterpart_of(view_of(row)) == who.user_id
         if not allowed:
             raise Forbidden("You are not a participant of this consultation.")
+        if who.role is not Role.PATIENT:  # staff reading medical text: the policy audits it
+            services = self.services
+            care = CareAccess(services.db, services.clock, services.settings.rules)
+            await care.read_record(
+                Who(who.role, who.user_id), who.role, row.patient_id, "chat_history_read"
+            )
         messages = await self.services.chat.history(row.id, p.after_message_id)
         return {"messages": [m.to_event() for m in messages]}

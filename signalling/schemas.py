@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from telemed.consultation import Channel
+from telemed.text import CleanModel
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Payload(CleanModel):
+    """Base of socket payloads: unknown fields and control characters refused
+    (telemed/text.py), as in REST bodies."""
 
 
 class Empty(Payload):
@@ -53,7 +55,7 @@ class Signal(Payload):
 class ChatSend(Payload):
     consultation_id: Id
     text: Annotated[str, Field(max_length=4000)] = ""
-    document_ids: Annotated[list[Id], Field(max_length=20)] = []
+    document_ids: Annotated[list[Id], Field(default_factory=list, max_length=20)]
 
 
 class ChatHistory(Payload):

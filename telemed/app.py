@@ -30,6 +30,7 @@ from telemed.errors import (
 )
 from telemed.events import DeadlineSet, DomainEvent
 from telemed.http import (
+    headers,
     views_appointments,
     views_auth,
     views_consultations,
@@ -41,6 +42,7 @@ from telemed.http import (
     views_queues,
 )
 from telemed.http.api import Api, bearer_token
+from telemed.limits import Counters, DbCounters, RedisCounters
 from telemed.live import Live
 from telemed.notify import Sender, build_sender
 from telemed.services.appointments import AppointmentService
@@ -182,6 +184,7 @@ def create_app(
     used_clock = clock or SystemClock()
     api = build_api()
     app[API] = api
+    headers.install(app, settings.server)
     api.mount(app)
     conclusions_http.add_routes(app)
     views_devices.install(app, settings)  # test calls of the connection check, /check
@@ -190,8 +193,14 @@ def create_app(
         db = await open_database(settings)
         sender = sms or _sender(settings.sms, used_clock)
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
-        auth = AuthService(db, used_clock, settings.auth, sender, otp_key)
-        documents = DocumentService(db, used_clock, settings.storage)
+        redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
+        counters: Counters = (
+            RedisCounters(redis_client, settings.redis.prefix, DbCounters(db))
+            if redis_client is not None
+            else DbCounters(db)
+        )
+        auth = AuthService(db, used_clock, settings.auth, sender, otp_key, counters)
+        documents = DocumentService(db, used_clock, settings.storage, settings.rules)
         app[SERVICES] = Services(
             settings=settings,
             clock=used_clock,
@@ -210,7 +219,6 @@ def create_app(
         work = DueWork(
             db, used_clock, settings, consultations, signalling, {"push": push, "sms": sender}
         )
-        redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
         lease: Lease = (
             RedisLease(
                 redis_client,
@@ -233,6 +241,7 @@ def create_app(
         await runner.stop()
         await signalling.stop()
         await auth.drain()
+        auth.close()
         for made in (sender if sms is None else None, push):
             close = getattr(made, "close", None)
             if close is not None:

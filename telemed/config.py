@@ -104,6 +104,11 @@ class RulesSettings(_Section):
     holidays: tuple[date, ...] = RU_DAYS_OFF_2026_2027
     working_weekends: tuple[date, ...] = ()
     queue_service_time: Duration = timedelta(minutes=3)  # per patient ahead, for the wait estimate
+    # telemed/access.py: staff whose leg ended (or specialist whose second opinion was
+    # delivered) read the patient's record this long afterwards; a break-the-glass lasts
+    # break_glass_ttl.
+    care_window: Duration = timedelta(hours=72)
+    break_glass_ttl: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check(self) -> RulesSettings:
@@ -114,6 +119,8 @@ class RulesSettings(_Section):
             "remind_before",
             "urgent_start_target",
             "conclusion_due_after",
+            "care_window",
+            "break_glass_ttl",
         ):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be longer than zero")
@@ -165,6 +172,8 @@ class ServerSettings(_Section):
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     trusted_proxies: tuple[str, ...] = ()
+    # Strict-Transport-Security max-age in seconds when served over TLS (0: not sent).
+    hsts_max_age: int = Field(default=0, ge=0)
 
 
 class AuthSettings(_Section):
@@ -174,13 +183,24 @@ class AuthSettings(_Section):
     otp_ttl: Duration = timedelta(minutes=5)
     otp_max_attempts: int = Field(default=5, ge=1)
     otp_resend_cooldown: Duration = timedelta(seconds=60)
+    # Codes one address may have sent to one phone in an hour (a stranger spends only their
+    # own share of a phone's codes), all addresses together, and codes from one address.
     otp_per_phone_per_hour: int = Field(default=5, ge=1)
+    otp_per_phone_all_addresses_per_hour: int = Field(default=20, ge=1)
     otp_per_address_per_hour: int = Field(default=30, ge=1)
-    # Staff password guessing: failed logins counted over a sliding window, per account
-    # (since its last success) and per client address.
+    otp_verify_per_address_per_hour: int = Field(default=60, ge=1)  # wrong codes from one address
+    # Staff password guessing: attempts counted in a window per account (since its last
+    # success; separately for an address the account logged in from before, so a stranger
+    # cannot lock the owner out) and failures per client address.
     staff_failures_per_account: int = Field(default=10, ge=1)
     staff_failures_per_address: int = Field(default=50, ge=1)
     staff_failure_window: Duration = timedelta(minutes=15)
+    staff_known_address_for: Duration = timedelta(days=30)
+    # Password checks (argon2id, 19 MiB each) run in their own pool: this many at once, at most
+    # password_in_flight running or waiting per node, password_per_address from one address.
+    password_workers: int = Field(default=1, ge=1)
+    password_in_flight: int = Field(default=16, ge=1)
+    password_per_address: int = Field(default=2, ge=1)
     token_ttl: Duration = timedelta(hours=12)
     secret_key: str | None = Field(default=None, min_length=16)
 

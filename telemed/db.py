@@ -49,11 +49,14 @@ def _prepare_sqlite_file(url: str) -> None:
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
-    """An async engine; on SQLite with WAL, a busy timeout and foreign keys on."""
+    """An async engine; on SQLite with WAL, a busy timeout and foreign keys on. Statement
+    parameters are hidden from errors and logs (they hold chat text, names, phones)."""
     if not settings.is_sqlite:
-        return create_async_engine(settings.url, echo=settings.echo, pool_pre_ping=True)
+        return create_async_engine(
+            settings.url, echo=settings.echo, pool_pre_ping=True, hide_parameters=True
+        )
     _prepare_sqlite_file(settings.url)
-    engine = create_async_engine(settings.url, echo=settings.echo)
+    engine = create_async_engine(settings.url, echo=settings.echo, hide_parameters=True)
     busy_ms = int(settings.busy_timeout.total_seconds() * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")

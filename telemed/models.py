@@ -400,7 +400,21 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32), default="ok")
     client_addr: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_object", "object_type", "object_id"),
+        # A staff member's recent logins (their known addresses, telemed/services/auth.py).
+        Index("ix_audit_log_actor_at", "actor_id", "at"),
+    )
+
+
+class LimitCounter(Base):
+    """A login limit's counter in its current window (telemed/limits.py); the key is a
+    digest, never a phone number or an address."""
+
+    __tablename__ = "limit_counters"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    resets_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class SecondOpinion(Base):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from telemed.errors import (
     BadRequest,
@@ -27,15 +27,15 @@ from telemed.errors import (
 )
 from telemed.roles import Role
 from telemed.services.auth import Caller
+from telemed.text import CleanModel, has_control
 
 API_PREFIX = "/api/v1"
 B = TypeVar("B", bound=BaseModel)
 
 
-class Body(BaseModel):
-    """Base of request bodies: unknown fields are refused, not ignored."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Body(CleanModel):
+    """Base of request bodies and queries: unknown fields are refused, not ignored, and so
+    are control characters (telemed/text.py)."""
 
 
 class Out(BaseModel):
@@ -163,6 +163,7 @@ class Api:
                     and not await self._has_consent(request, caller)
                 ):
                     raise ConsentRequired()
+            _check_path(request)
             if endpoint.query is not None:
                 parsed: BaseModel = _validate(endpoint.query, dict(request.query))
             elif endpoint.raw_body or endpoint.body is NoBody:
@@ -269,6 +270,19 @@ async def read_json(request: web.Request, limit: int) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest("The request body is not valid JSON.") from None
+
+
+def _check_path(request: web.Request) -> None:
+    """Path parameters obey the same text rule as bodies (telemed/text.py)."""
+    bad = [name for name, value in request.match_info.items() if has_control(value)]
+    if bad:
+        raise ValidationFailed(
+            f"Invalid fields: {', '.join(bad)}.",
+            fields=[
+                {"field": n, "problem": "control character", "type": "control_character"}
+                for n in bad
+            ],
+        )
 
 
 def _validate(model: type[B], data: Any) -> B:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field
 
 from telemed.context import client_addr, services
@@ -20,6 +21,9 @@ from telemed.services.audit import Who
 from telemed.services.auth import Caller
 
 READERS = STAFF_ROLES | {Role.PATIENT}
+# What aiohttp's multipart reader raises on a malformed body: a bad or overlong part header
+# (InvalidHeader, LineTooLong: HttpProcessingError), a bad boundary, charset or encoding.
+MULTIPART_ERRORS = (HttpProcessingError, ValueError, LookupError, AssertionError)
 CHUNK = 64 * 1024
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -76,7 +80,7 @@ async def _file_part(request: web.Request) -> BodyPartReader:
                 break
             if isinstance(part, BodyPartReader) and part.name == "file":
                 return part
-    except (ValueError, AssertionError, KeyError):
+    except MULTIPART_ERRORS:
         raise BadRequest("The multipart body could not be read.") from None
     raise BadRequest("The multipart body has no `file` field.")
 
@@ -92,7 +96,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     try:
         while chunk := await part.read_chunk(CHUNK):
             yield chunk
-    except (ValueError, AssertionError):
+    except MULTIPART_ERRORS:
         raise BadRequest("The multipart body could not be read.") from None
 
 

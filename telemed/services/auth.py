@@ -29,23 +29,26 @@ from telemed.errors import (
 )
 from telemed.events import AccessEnded, EndReason
 from telemed.events import record as record_event
+from telemed.limits import Counters, DbCounters, Hit, counter_key
 from telemed.models import AuditEntry, AuthToken, OtpCode, Patient, ServerKey, Staff
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
 from telemed.roles import Role
 from telemed.security import (
+    Busy,
+    PasswordChecker,
     new_otp,
     new_token,
     otp_digest,
     same,
     token_digest,
-    verify_password,
 )
 from telemed.services.audit import Who, record
 
 log = logging.getLogger("telemed.auth")
 
 OTP_KEY_NAME = "otp_hmac"
+BLOCKED_MAX = 10_000  # counters remembered as over their limit on one node
 SMS_TEXT = "Код входа в телемедицину: {code}. Никому его не сообщайте."
 
 
@@ -100,7 +103,13 @@ class AuthService:
     """OTP login, staff login, token checks and logout."""
 
     def __init__(
-        self, db: Database, clock: Clock, settings: AuthSettings, sms: Sender, otp_key: str
+        self,
+        db: Database,
+        clock: Clock,
+        settings: AuthSettings,
+        sms: Sender,
+        otp_key: str,
+        counters: Counters | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -108,6 +117,45 @@ class AuthService:
         self.sms = sms
         self._otp_key = otp_key
         self._sending: set[asyncio.Task[None]] = set()
+        self.counters: Counters = counters or DbCounters(db)
+        self._blocked: dict[str, datetime] = {}
+        self.passwords = PasswordChecker(
+            settings.password_workers, settings.password_in_flight, settings.password_per_address
+        )
+
+    def close(self) -> None:
+        """Stop the password checks' threads."""
+        self.passwords.close()
+
+    async def _limit(
+        self, key: str, limit: int, window: timedelta, now: datetime, error: type[RateLimited]
+    ) -> None:
+        """One atomic hit on a limit counter; past `limit`, `error` with the time to wait."""
+        until = self._blocked.get(key)
+        if until is not None and until > now:
+            raise error(retry_after_seconds=Hit(0, until).retry_after(now))
+        hit = await self.counters.hit(key, window, now)
+        if hit.over(limit):
+            self._block(key, hit.resets_at, now)
+            raise error(retry_after_seconds=hit.retry_after(now))
+
+    def _block(self, key: str, until: datetime, now: datetime) -> None:
+        """Remember on this node that a counter is over its limit until its window ends, so
+        a flood is refused without a database write per request (the counter stays the
+        authority for letting anyone through)."""
+        if len(self._blocked) >= BLOCKED_MAX:
+            for stale in [k for k, t in self._blocked.items() if t <= now]:
+                del self._blocked[stale]
+            if len(self._blocked) >= BLOCKED_MAX:
+                self._blocked.clear()
+        self._blocked[key] = until
+
+    def _blocked_now(self, now: datetime, *keys: str) -> datetime | None:
+        for key in keys:
+            until = self._blocked.get(key)
+            if until is not None and until > now:
+                return until
+        return None
 
     # --- patients: phone + SMS code (R-AUTH-1) ---------------------------------------
 
@@ -119,20 +167,39 @@ class AuthService:
         phone = normalize_phone(raw_phone)
         now = self.clock.now()
         s = self.settings
-        hour_ago = now - timedelta(hours=1)
+        hour = timedelta(hours=1)
+        # Atomic counters (telemed/limits.py), the cooldown first so that of racing requests
+        # one goes on; the cooldown and the per-phone budget are per address, so a stranger
+        # spends only their own share of a phone's codes and never holds its cooldown.
+        await self._limit(
+            counter_key("otp-cooldown", phone, client_addr),
+            1,
+            s.otp_resend_cooldown,
+            now,
+            OtpCooldown,
+        )
+        await self._limit(
+            counter_key("otp-address", client_addr),
+            s.otp_per_address_per_hour,
+            hour,
+            now,
+            RateLimited,
+        )
+        await self._limit(
+            counter_key("otp-phone-address", phone, client_addr),
+            s.otp_per_phone_per_hour,
+            hour,
+            now,
+            RateLimited,
+        )
+        await self._limit(
+            counter_key("otp-phone", phone),
+            s.otp_per_phone_all_addresses_per_hour,
+            hour,
+            now,
+            RateLimited,
+        )
         async with self.db.write() as session:
-            last = await session.scalar(
-                select(func.max(OtpCode.created_at)).where(OtpCode.phone == phone)
-            )
-            if last is not None and now - last < s.otp_resend_cooldown:
-                wait = s.otp_resend_cooldown - (now - last)
-                raise OtpCooldown(retry_after_seconds=_ceil_seconds(wait))
-            per_phone = await _count(session, OtpCode.phone == phone, hour_ago)
-            if per_phone >= s.otp_per_phone_per_hour:
-                raise RateLimited(retry_after_seconds=3600)
-            per_addr = await _count(session, OtpCode.client_addr == client_addr, hour_ago)
-            if per_addr >= s.otp_per_address_per_hour:
-                raise RateLimited(retry_after_seconds=3600)
             # A new code replaces the older ones: tries don't add up across codes.
             await session.execute(
                 update(OtpCode)
@@ -178,6 +245,14 @@ class AuthService:
         now = self.clock.now()
         failure: Exception | None = None
         patient: Patient | None = None
+        address_key = counter_key("otp-verify-address", client_addr)
+        await self._limit(
+            address_key,
+            self.settings.otp_verify_per_address_per_hour,
+            timedelta(hours=1),
+            now,
+            RateLimited,
+        )
         async with self.db.write() as session:
             row = await session.scalar(
                 select(OtpCode)
@@ -185,22 +260,41 @@ class AuthService:
                 .order_by(OtpCode.created_at.desc())
                 .limit(1)
             )
+            # The try is taken before the code is compared, by a guarded update: of racing
+            # guesses exactly `otp_max_attempts` are compared (PostgreSQL and SQLite alike).
+            attempt = None
+            if row is not None and row.expires_at > now:
+                attempt = await session.scalar(
+                    update(OtpCode)
+                    .where(
+                        OtpCode.id == row.id,
+                        OtpCode.consumed_at.is_(None),
+                        OtpCode.attempts < self.settings.otp_max_attempts,
+                    )
+                    .values(attempts=OtpCode.attempts + 1)
+                    .returning(OtpCode.attempts)
+                    .execution_options(synchronize_session=False)
+                )
             if row is None or row.expires_at <= now:
                 failure = InvalidCode()
-            elif row.attempts >= self.settings.otp_max_attempts:
+            elif attempt is None:
                 failure = TooManyAttempts()
             elif not same(row.code_hash, otp_digest(self._otp_key, phone, row.id, code.strip())):
-                row.attempts += 1
-                left = self.settings.otp_max_attempts - row.attempts
+                left = self.settings.otp_max_attempts - attempt
                 failure = InvalidCode(attempts_left=left) if left else TooManyAttempts()
             else:
-                row.consumed_at = now
+                used = await session.execute(
+                    update(OtpCode)
+                    .where(OtpCode.id == row.id, OtpCode.consumed_at.is_(None))
+                    .values(consumed_at=now)
+                    .execution_options(synchronize_session=False)
+                )
                 patients = (
                     await session.scalars(
                         select(Patient).where(Patient.phone == phone).order_by(Patient.birth_date)
                     )
                 ).all()
-                if not patients:
+                if used.rowcount != 1 or not patients:  # type: ignore[attr-defined]
                     failure = InvalidCode()
                 else:
                     patient = patients[0]
@@ -217,6 +311,8 @@ class AuthService:
                 object_id=None,
                 outcome="ok" if failure is None else getattr(failure, "code", "error"),
             )
+        if failure is None:
+            await self.counters.refund(address_key)  # the address budget counts wrong codes
         if failure is not None:
             raise failure
         return issued
@@ -235,75 +331,111 @@ class AuthService:
     # --- staff ---------------------------------------------------------------------------
 
     async def staff_login(self, login: str, password: str, client_addr: str) -> IssuedToken:
-        """Password login for staff; unknown logins take as long as wrong passwords, and too
-        many failures per account or per address refuse even the right password for a while."""
+        """Password login for staff; unknown logins take as long as wrong passwords.
+
+        Each attempt takes a count before its password is checked (atomic counters,
+        telemed/limits.py), so racing guesses are checked at most the limit's number of
+        times: per account since its last success, and per address (failures only). An
+        address the account logged in from within `staff_known_address_for` has a count of
+        its own: a stranger who locks the account does not lock its owner out.
+        """
         now = self.clock.now()
+        s = self.settings
         async with self.db.read() as session:
             staff = await session.scalar(select(Staff).where(Staff.login == login))
-            limited = await self._staff_failures_exceeded(
-                session, staff.id if staff else None, client_addr, now
+            known = staff is not None and await self._known_address(
+                session, staff.id, client_addr, now
             )
-        if limited:
-            async with self.db.write() as session:
-                record(
-                    session,
-                    at=now,
-                    who=Who("staff", staff.id if staff else None, client_addr),
-                    action="login_staff",
-                    object_type="session",
-                    object_id=None,
-                    outcome="rate_limited",
+        who = Who("staff", staff.id if staff else None, client_addr)
+        if staff is None:
+            account_key = counter_key("staff-login", login)
+        elif known:
+            account_key = counter_key("staff-account-known", staff.id, client_addr)
+        else:
+            account_key = counter_key("staff-account", staff.id)
+        address_key = counter_key("staff-address", client_addr)
+        until = self._blocked_now(now, address_key, account_key)
+        if until is not None:  # refused before, in this window: no write, no new audit entry
+            raise RateLimited(retry_after_seconds=Hit(0, until).retry_after(now))
+        try:
+            with self.passwords.slot(client_addr):
+                await self._limit(
+                    address_key,
+                    s.staff_failures_per_address,
+                    s.staff_failure_window,
+                    now,
+                    RateLimited,
                 )
-            window = self.settings.staff_failure_window
-            raise RateLimited(retry_after_seconds=_ceil_seconds(window))
-        ok = await verify_password(staff.password_hash if staff else None, password)
+                await self._limit(
+                    account_key,
+                    s.staff_failures_per_account,
+                    s.staff_failure_window,
+                    now,
+                    RateLimited,
+                )
+                ok = await self.passwords.verify(staff.password_hash if staff else None, password)
+        except Busy:  # refused at once, unchecked and unaudited: a flood writes nothing
+            raise RateLimited(
+                "Too many logins at once; try again in a moment.", retry_after_seconds=1
+            ) from None
+        except RateLimited:
+            await self._audit_login(who, now, "rate_limited")
+            raise
+        succeeded = ok and staff is not None and staff.active
+        rehashed = None
+        if succeeded and staff is not None:
+            rehashed = await self.passwords.rehash_if_needed(staff.password_hash, password)
         async with self.db.write() as session:
             record(
                 session,
                 at=now,
-                who=Who("staff", staff.id if staff else None, client_addr),
+                who=who,
                 action="login_staff",
                 object_type="session",
                 object_id=None,
-                outcome="ok" if ok and staff and staff.active else "invalid_credentials",
+                outcome="ok" if succeeded else "invalid_credentials",
             )
-            if not ok or staff is None or not staff.active:
-                failed = True
-            else:
-                failed = False
+            if succeeded and staff is not None:
                 issued = await self._issue(session, Role(staff.role), staff.id, now)
-        if failed:
+                if rehashed is not None:
+                    await session.execute(
+                        update(Staff).where(Staff.id == staff.id).values(password_hash=rehashed)
+                    )
+        if not succeeded:
             raise InvalidCredentials()
+        await self.counters.clear(account_key)
+        self._blocked.pop(account_key, None)
+        await self.counters.refund(address_key)
         return issued
 
-    async def _staff_failures_exceeded(
-        self, session: AsyncSession, staff_id: str | None, client_addr: str, now: datetime
+    async def _audit_login(self, who: Who, now: datetime, outcome: str) -> None:
+        async with self.db.write() as session:
+            record(
+                session,
+                at=now,
+                who=who,
+                action="login_staff",
+                object_type="session",
+                object_id=None,
+                outcome=outcome,
+            )
+
+    async def _known_address(
+        self, session: AsyncSession, staff_id: str, client_addr: str, now: datetime
     ) -> bool:
-        """Whether recent failed staff logins (from the audit log) reach either limit."""
-        s = self.settings
-        since = now - s.staff_failure_window
-        login_attempts = (AuditEntry.action == "login_staff", AuditEntry.at > since)
-        failed = AuditEntry.outcome == "invalid_credentials"
-        per_addr = await session.scalar(
-            select(func.count())
-            .select_from(AuditEntry)
-            .where(*login_attempts, failed, AuditEntry.client_addr == client_addr)
+        """Whether this account logged in from this address recently (the audit log)."""
+        found = await session.scalar(
+            select(AuditEntry.id)
+            .where(
+                AuditEntry.action == "login_staff",
+                AuditEntry.actor_id == staff_id,
+                AuditEntry.outcome == "ok",
+                AuditEntry.client_addr == client_addr,
+                AuditEntry.at > now - self.settings.staff_known_address_for,
+            )
+            .limit(1)
         )
-        if int(per_addr or 0) >= s.staff_failures_per_address:
-            return True
-        if staff_id is None:
-            return False
-        mine = (*login_attempts, AuditEntry.actor_id == staff_id)
-        last_ok = await session.scalar(  # by id: entries of one instant stay in order
-            select(func.max(AuditEntry.id)).where(*mine, AuditEntry.outcome == "ok")
-        )
-        conditions = (
-            (*mine, failed) if last_ok is None else (*mine, failed, AuditEntry.id > last_ok)
-        )
-        per_account = await session.scalar(
-            select(func.count()).select_from(AuditEntry).where(*conditions)
-        )
-        return int(per_account or 0) >= s.staff_failures_per_account
+        return found is not None
 
     # --- tokens --------------------------------------------------------------------------
 
@@ -381,14 +513,3 @@ class AuthService:
             .where(AuthToken.id == token_id, AuthToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-
-
-async def _count(session: AsyncSession, condition: object, since: datetime) -> int:
-    total = await session.scalar(
-        select(func.count()).select_from(OtpCode).where(condition, OtpCode.created_at > since)  # type: ignore[arg-type]
-    )
-    return int(total or 0)
-
-
-def _ceil_seconds(delta: timedelta) -> int:
-    return max(1, int(-(-delta.total_seconds() // 1)))

@@ -5,7 +5,8 @@ type, and only PDF, JPEG, PNG and HEIC/HEIF are kept. They are streamed to a
 temporary file in the storage directory (mode 0o700, files 0o600) while the
 size limit is counted, then renamed to a random name; the original file name
 survives only as a sanitised display name. Every read and write, refused or
-not, leaves an audit entry. Who may read a card is decided by `can_read` only.
+not, leaves an audit entry. Who may read a card is decided by the one access policy
+(`telemed.access`, through `CareAccess`).
 
 A card (or document) the caller may not read answers exactly like one that
 does not exist (404 `not_found`), so the existence of another patient's
@@ -28,27 +29,27 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from telemed.access import DENIED
 from telemed.clock import Clock
-from telemed.config import ConfigError, StorageSettings
+from telemed.config import ConfigError, RulesSettings, StorageSettings
 from telemed.consultation import State
 from telemed.db import Database
 from telemed.errors import InvalidState, NotFound, PayloadTooLarge, TelemedError
 from telemed.models import (
-    Appointment,
     Consultation,
     ConsultationDocument,
-    ConsultationLeg,
     Document,
     SecondOpinion,
     SecondOpinionDocument,
 )
-from telemed.roles import STAFF_ROLES, Role
+from telemed.roles import Role
 from telemed.services.audit import Who, record
+from telemed.services.care import CareAccess, access_detail
 
 log = logging.getLogger("telemed.documents")
 
@@ -168,47 +169,6 @@ def download_name(doc: Document) -> str:
     return doc.filename + allowed[0]
 
 
-async def can_read(session: AsyncSession, *, role: Role, actor_id: str, patient_id: str) -> bool:
-    """The one access rule of the medical card.
-
-    The patient reads their own card. A staff member reads it when they served (have or
-    had a leg on) any consultation of that patient, or are now the consultant, the doctor
-    or the doctor being waited for of one of the patient's open consultations, or the doctor
-    of a booked appointment that has not started yet (to prepare, R-DOCS-1). The
-    administrator manages lists and staff and has no need of medical documents: no access.
-    """
-    if role is Role.PATIENT:
-        return actor_id == patient_id
-    if role not in STAFF_ROLES or role is Role.ADMIN:
-        return False
-    served = exists().where(
-        ConsultationLeg.consultation_id == Consultation.id,
-        ConsultationLeg.staff_id == actor_id,
-    )
-    assigned = (Consultation.state != State.CLOSED.value) & or_(
-        Consultation.consultant_id == actor_id,
-        Consultation.doctor_id == actor_id,
-        Consultation.target_doctor_id == actor_id,
-    )
-    found = await session.scalar(
-        select(Consultation.id)
-        .where(Consultation.patient_id == patient_id, or_(served, assigned))
-        .limit(1)
-    )
-    if found is not None:
-        return True
-    booked = await session.scalar(
-        select(Appointment.id)
-        .where(
-            Appointment.patient_id == patient_id,
-            Appointment.doctor_id == actor_id,
-            Appointment.state == "booked",
-        )
-        .limit(1)
-    )
-    return booked is not None
-
-
 async def sent_for_second_opinion(session: AsyncSession, *, actor_id: str, doc: Document) -> bool:
     """A specialist reads the documents sent with a second opinion assigned to them (R-SECOND):
     just those documents, not the rest of the card."""
@@ -291,9 +251,16 @@ class _Received:
 class DocumentService:
     """Stores, lists and serves medical-card documents; audits every call."""
 
-    def __init__(self, db: Database, clock: Clock, settings: StorageSettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: StorageSettings,
+        rules: RulesSettings | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.access = CareAccess(db, clock, rules or RulesSettings())
         self.max_bytes = settings.max_document_bytes
         self.chat_limit = settings.chat_attachment_limit
         self.root = Path(settings.documents_dir).expanduser().resolve()
@@ -478,9 +445,8 @@ class DocumentService:
     async def list_card(self, who: Who, role: Role, patient_id: str) -> list[Document]:
         """The patient's card, newest first, if the caller may read it."""
         async with self.db.write() as session:
-            allowed = await can_read(
-                session, role=role, actor_id=who.id or "", patient_id=patient_id
-            )
+            decision = await self.access.decide(session, role, who.id or "", patient_id)
+            allowed = decision.allowed and not decision.case_documents_only
             rows: Sequence[Document] = []
             if allowed:
                 rows = (
@@ -499,7 +465,7 @@ class DocumentService:
                 object_type="patient",
                 object_id=patient_id[:64],
                 outcome="ok" if allowed else "forbidden",
-                detail={"count": len(rows)} if allowed else None,
+                detail={"count": len(rows), **(access_detail(decision) or {})} if allowed else None,
             )
         if not allowed:
             raise NotFound("No such medical card.")
@@ -525,9 +491,12 @@ class DocumentService:
         who may read the patient's card."""
         async with self.db.write() as session:
             consultation = await session.get(Consultation, consultation_id)
-            allowed = consultation is not None and await can_read(
-                session, role=role, actor_id=who.id or "", patient_id=consultation.patient_id
-            )
+            decision = DENIED
+            if consultation is not None:
+                decision = await self.access.decide(
+                    session, role, who.id or "", consultation.patient_id
+                )
+            allowed = decision.allowed and not decision.case_documents_only
             record(
                 session,
                 at=self.clock.now(),
@@ -536,6 +505,7 @@ class DocumentService:
                 object_type="consultation",
                 object_id=consultation_id[:64],
                 outcome=_outcome(consultation is not None, allowed),
+                detail=access_detail(decision),
             )
         if not allowed:
             raise NotFound("No such consultation.")
@@ -554,10 +524,14 @@ class DocumentService:
     async def _read_one(self, who: Who, role: Role, document_id: str, action: str) -> Document:
         async with self.db.write() as session:
             doc = await session.get(Document, document_id)
-            allowed = doc is not None and (
-                await can_read(session, role=role, actor_id=who.id or "", patient_id=doc.patient_id)
-                or await sent_for_second_opinion(session, actor_id=who.id or "", doc=doc)
-            )
+            decision = DENIED
+            if doc is not None:
+                decision = await self.access.decide(session, role, who.id or "", doc.patient_id)
+                if decision.case_documents_only and not await sent_for_second_opinion(
+                    session, actor_id=who.id or "", doc=doc
+                ):
+                    decision = DENIED
+            allowed = decision.allowed
             record(
                 session,
                 at=self.clock.now(),
@@ -566,6 +540,7 @@ class DocumentService:
                 object_type="document",
                 object_id=document_id[:64],
                 outcome=_outcome(doc is not None, allowed),
+                detail=access_detail(decision),
             )
         if doc is None or not allowed:
             raise NotFound("No such document.")

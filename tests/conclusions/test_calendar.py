@@ -215,9 +215,10 @@ async def test_the_window_bounds_the_events_and_local_times_are_the_patients(
     assert status == 422 and body["error"]["code"] == "validation_error"
 
 
-async def test_another_patients_events_never_show_and_staff_have_no_calendar(
+async def test_another_patients_events_never_show_and_staff_have_no_calendar_of_their_own(
     app: Running,
 ) -> None:
+    """Staff read a calendar only by naming a patient they care for (issue 14): none else."""
     c = await cast(app)
     cid = await finished_consultation(c)
     await write(app, c.therapist, cid, sign=True)
@@ -227,7 +228,9 @@ async def test_another_patients_events_never_show_and_staff_have_no_calendar(
     _, records = await get_json(app, stranger, "/api/v1/records")
     assert records["items"] == []
     status, _ = await get_json(app, c.therapist, "/api/v1/calendar")
-    assert status == 403
+    assert status == 404
+    status, _ = await get_json(app, c.patient, f"/api/v1/calendar?patient_id={stranger.id}")
+    assert status == 404
 
 
 async def test_the_calendar_needs_the_consent(app: Running) -> None:

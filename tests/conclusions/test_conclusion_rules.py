@@ -21,6 +21,7 @@ from conclusions.service import (
     plan_write,
     split_due,
 )
+from telemed.access import DENIED, Decision, Relation
 from telemed.errors import Forbidden
 from telemed.models import SecondOpinion
 from telemed.roles import Role
@@ -114,23 +115,32 @@ def test_signing_needs_findings_and_recommendations(text: ConclusionText) -> Non
     assert plan_write([], WriteRequest(text), DOC).action == "create"  # a draft may be partial
 
 
+IN_CARE = Decision(True, Relation.LEG)
+
+
 @pytest.mark.parametrize(
-    ("role", "actor", "status", "allowed"),
+    ("role", "actor", "status", "access", "allowed"),
     [
-        (Role.PATIENT, "patient-1", Status.SIGNED, True),
-        (Role.PATIENT, "patient-1", Status.DRAFT, False),
-        (Role.PATIENT, "patient-2", Status.SIGNED, False),
-        (Role.THERAPIST, DOC, Status.DRAFT, True),
-        (Role.THERAPIST, "doctor-2", Status.DRAFT, False),
-        (Role.THERAPIST, "doctor-2", Status.SIGNED, True),
-        (Role.SPECIALIST, "doctor-3", Status.SIGNED, True),
-        (Role.CONSULTANT, "consultant-1", Status.SIGNED, True),
-        (Role.CONSULTANT, "consultant-1", Status.DRAFT, False),
-        (Role.ADMIN, "admin-1", Status.SIGNED, False),
+        (Role.PATIENT, "patient-1", Status.SIGNED, DENIED, True),
+        (Role.PATIENT, "patient-1", Status.DRAFT, DENIED, False),
+        (Role.PATIENT, "patient-2", Status.SIGNED, DENIED, False),
+        (Role.THERAPIST, DOC, Status.DRAFT, DENIED, True),
+        (Role.THERAPIST, "doctor-2", Status.DRAFT, IN_CARE, False),
+        (Role.THERAPIST, "doctor-2", Status.SIGNED, IN_CARE, True),
+        (Role.THERAPIST, "doctor-2", Status.SIGNED, DENIED, False),
+        (Role.SPECIALIST, "doctor-3", Status.SIGNED, IN_CARE, True),
+        (Role.SPECIALIST, "doctor-3", Status.SIGNED, DENIED, False),
+        (Role.CONSULTANT, "consultant-1", Status.SIGNED, IN_CARE, True),
+        (Role.CONSULTANT, "consultant-1", Status.SIGNED, DENIED, False),
+        (Role.CONSULTANT, "consultant-1", Status.DRAFT, IN_CARE, False),
+        (Role.ADMIN, "admin-1", Status.SIGNED, IN_CARE, False),
     ],
 )
-def test_who_reads_which_version(role: Role, actor: str, status: Status, allowed: bool) -> None:
-    assert may_read(role, actor, "patient-1", v(1, status)) is allowed
+def test_who_reads_which_version(
+    role: Role, actor: str, status: Status, access: Decision, allowed: bool
+) -> None:
+    """Staff read a signed conclusion only when the access policy allows it (issue 14)."""
+    assert may_read(role, actor, "patient-1", v(1, status), access) is allowed
 
 
 def test_due_conclusions_split_into_pending_and_overdue_by_deadline() -> None:

@@ -181,16 +181,20 @@ async def test_another_patient_cannot_read_the_conclusion_nor_an_admin(app: Runn
     status, body = await get_json(app, stranger, path)
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = await get_json(app, admin, path)
-    assert status == 403
-    for reader in (c.patient, c.consultant, await staff(app, Role.PAEDIATRICIAN)):
+    assert status == 404
+    outsider = await staff(app, Role.PAEDIATRICIAN)  # never served this patient (issue 14)
+    status, body = await get_json(app, outsider, path)
+    assert status == 404 and body["error"]["code"] == "not_found"
+    for reader in (c.patient, c.consultant):
         status, body = await get_json(app, reader, path)
         assert status == 200 and body["text"] == FINDINGS
 
     reads = await audit_of(app, "conclusion", signed["conclusion_id"])
     outcomes = [(e.actor_id, e.outcome) for e in reads if e.action == "conclusion_read"]
-    assert outcomes[:3] == [
+    assert outcomes[:4] == [
         (stranger.id, "not_found"),
-        (admin.id, "forbidden"),
+        (admin.id, "not_found"),
+        (outsider.id, "not_found"),
         (c.patient.id, "ok"),
     ]
 

@@ -30,6 +30,23 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 
+# Content-Security-Policy violations (issue 14): Chromium reports each on the console
+# ("Refused to ... because it violates the following Content Security Policy directive"),
+# and this init script also turns every `securitypolicyviolation` event into a console error
+# of its own, so a browser test fails on any of them (e2ekit.chromium, test_check_page).
+CSP_MARK = "CSP violation:"
+CSP_LISTENER = (
+    "document.addEventListener('securitypolicyviolation', e => console.error("
+    f"'{CSP_MARK} ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + "
+    "' at ' + e.sourceFile + ':' + e.lineNumber));"
+)
+
+
+def is_csp_violation(text: str) -> bool:
+    """Whether a console message reports a Content-Security-Policy violation."""
+    return CSP_MARK in text or "Content Security Policy" in text
+
+
 WINDOWS_CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"

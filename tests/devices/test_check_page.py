@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from appkit import Running
-from devicekit import CHROMIUM, CHROMIUM_FLAGS, write_y4m
+from devicekit import CHROMIUM, CHROMIUM_FLAGS, CSP_LISTENER, is_csp_violation, write_y4m
 from helpers import add_adult, bearer, patient_token
 from playwright.async_api import async_playwright
 
@@ -33,7 +33,13 @@ async def run_page(
             )
             viewport = {"width": 360, "height": 740} if phone_sized else None
             context = await browser.new_context(user_agent=agent, viewport=viewport)
+            await context.add_init_script(CSP_LISTENER)
             page = await context.new_page()
+            violations: list[str] = []  # issue 14: any CSP violation fails the page
+            page.on(
+                "console",
+                lambda m: violations.append(m.text) if is_csp_violation(m.text) else None,
+            )
             await page.goto(f"{url}&lang={lang}")
             start = page.get_by_role("button", name=START[lang])
             if phone_sized:
@@ -51,6 +57,7 @@ async def run_page(
                 "items => items.map(i => [i.dataset.check, i.dataset.ok === 'true', "
                 "i.textContent])",
             )
+            assert violations == [], f"Content-Security-Policy violations: {violations}"
             return {
                 "verdict": await page.get_attribute("#result", "data-verdict"),
                 "heading": await page.text_content("#verdict"),

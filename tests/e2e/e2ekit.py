@@ -34,7 +34,7 @@ from telemed.services.staff import add_staff
 
 # The fake-camera writer of the connection-check tests, reused as it is.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "devices"))
-from devicekit import CHROMIUM, CHROMIUM_FLAGS, write_y4m
+from devicekit import CHROMIUM, CHROMIUM_FLAGS, CSP_LISTENER, is_csp_violation, write_y4m
 
 FLAGS = [*CHROMIUM_FLAGS, "--autoplay-policy=no-user-gesture-required"]
 # Our users are in Russia: dates as dd.mm.yyyy in <input type=date>, Moscow time.
@@ -126,6 +126,8 @@ def camera_file(tmp_path: Path) -> Path:
 
 # Every page's console messages and errors, per browser, printed when a test fails in it.
 _JOURNALS: dict[int, list[str]] = {}
+# Content-Security-Policy violations per browser: any one fails the test (issue 14).
+_VIOLATIONS: dict[int, list[str]] = {}
 
 
 @asynccontextmanager
@@ -145,8 +147,11 @@ async def chromium(camera: Path, locale: str = LOCALE) -> AsyncIterator[Browser]
             env=env,
         )
         _JOURNALS[id(browser)] = []
+        _VIOLATIONS[id(browser)] = []
         try:
             yield browser
+            violations = _VIOLATIONS.get(id(browser), [])
+            assert violations == [], f"Content-Security-Policy violations: {violations}"
         except BaseException:
             print_journal(browser)
             raise
@@ -155,6 +160,7 @@ async def chromium(camera: Path, locale: str = LOCALE) -> AsyncIterator[Browser]
                 print_journal(browser)
         finally:
             _JOURNALS.pop(id(browser), None)
+            _VIOLATIONS.pop(id(browser), None)
             await browser.close()
 
 
@@ -174,14 +180,18 @@ class Person:
 
 
 def watch(page: Page, name: str, errors: list[str] | None = None) -> None:
-    """Journal the page's console and errors (printed on failure); errors also to `errors`."""
+    """Journal the page's console and errors (printed on failure); errors also to `errors`;
+    a Content-Security-Policy violation fails the test at the end of its `chromium` block."""
     journal = _JOURNALS.setdefault(id(page.context.browser), [])
+    violations = _VIOLATIONS.setdefault(id(page.context.browser), [])
 
     def note(kind: str, text: str) -> None:
         journal.append(f"{datetime.now():%H:%M:%S.%f} {name} {kind}: {text}")
 
     def on_console(msg: ConsoleMessage) -> None:
         note(msg.type, msg.text)
+        if is_csp_violation(msg.text):
+            violations.append(f"{name}: {msg.text}")
         if msg.type == "error" and errors is not None:
             errors.append(msg.text)
 
@@ -211,6 +221,7 @@ async def person(
         locale=locale,
         timezone_id=timezone_id,
     )
+    await context.add_init_script(CSP_LISTENER)
     page = await context.new_page()
     errors: list[str] = []
     watch(page, name or f"page{len(browser.contexts)}", errors)

@@ -50,8 +50,8 @@ async def visible_screen(page: Page) -> str:
 async def patient_reaches_home(page: Page) -> None:
     """Consent, profile and the connection check, in whatever order the app asks for them."""
     for _ in range(12):
-        await page.wait_for_function(
-            "[...document.querySelectorAll('section[data-screen]')]"
+        await page.wait_for_function(  # a function: an expression would be eval()ed (CSP)
+            "() => [...document.querySelectorAll('section[data-screen]')]"
             ".some(s => !s.hidden && s.offsetParent !== null && s.dataset.screen !== 'login')",
             timeout=WAIT,
         )

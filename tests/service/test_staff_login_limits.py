@@ -78,3 +78,25 @@ async def test_refused_attempts_are_audited_without_the_password(
         ).all()
     assert [r.outcome for r in rows] == ["ok", "invalid_credentials", "rate_limited"]
     assert all("secret-pass" not in str(r.detail) for r in rows)
+
+
+async def test_an_old_hash_is_replaced_by_the_bounded_one_at_the_next_login(
+    start_app: Any, sqlite_url: str
+) -> None:
+    """Issue 14: argon2 with the library's 64 MiB default grew the server under a flood; the
+    stored hash moves to the bounded profile when its owner next logs in."""
+    from argon2 import PasswordHasher
+    from sqlalchemy import update
+
+    from telemed.models import Staff
+
+    app: Running = await start_app(sqlite_url)
+    await staff_token(app, Role.CONSULTANT)
+    old = PasswordHasher().hash("secret-pass")
+    async with app.services.db.write() as session:
+        await session.execute(update(Staff).values(password_hash=old))
+    assert (await _login(app, "consultant", "secret-pass"))[0] == 200
+    async with app.services.db.read() as session:
+        stored = await session.scalar(select(Staff.password_hash))
+    assert stored != old and stored is not None and "m=19456,t=2,p=1" in stored
+    assert (await _login(app, "consultant", "secret-pass"))[0] == 200
