@@ -27,6 +27,7 @@ class MeOut(Out):
     phone: str | None = None
     birth_date: date | None = None
     timezone: str | None = None
+    timezone_confirmed: bool = False
     consent_version: str | None = None
     consent_accepted_at: datetime | None = None
     consent_required: bool = False
@@ -60,6 +61,11 @@ class ConsentAccept(Body):
     version: Annotated[str, Field(min_length=1, max_length=32)]
 
 
+class PublicConfigOut(Out):
+    hotline: str
+    second_opinion_working_days: int
+
+
 class ConsentAccepted(Out):
     version: str
     accepted_at: datetime
@@ -80,6 +86,7 @@ async def describe(svc: Services, me: Caller) -> MeOut:
                 phone=mask_phone(patient.phone),
                 birth_date=patient.birth_date,
                 timezone=patient.timezone,
+                timezone_confirmed=patient.timezone_confirmed_at is not None,
                 consent_version=current_version(),
                 consent_accepted_at=accepted,
                 consent_required=accepted is None,
@@ -100,15 +107,25 @@ def register(api: Api) -> None:
         "PATCH", "/me", roles={Role.PATIENT}, consent=False, body=MePatch, response=MeOut, tag="me"
     )
     async def patch_me(call: Call[MePatch]) -> MeOut:
-        """Set my time zone; calendar times are shown in it (R-CAL-1)."""
+        """Set (and so confirm) my time zone; calendar times are shown in it (R-CAL-1)."""
         svc = services(call.request)
         async with svc.db.write() as session:
             patient = await session.get(Patient, call.me.id)
             if patient is None:
                 raise NotFound()
             patient.timezone = call.body.timezone
-            patient.updated_at = svc.clock.now()
+            patient.updated_at = patient.timezone_confirmed_at = svc.clock.now()
         return await describe(svc, call.me)
+
+    @api.route("GET", "/config", roles=None, response=PublicConfigOut, tag="me")
+    async def get_public_config(call: Call[Body]) -> PublicConfigOut:
+        """What the pages show before anyone logs in: the hotline to call when the platform
+        cannot be used (R-FALLBACK-1), the working days a second opinion takes (R-SECOND)."""
+        settings = services(call.request).settings
+        return PublicConfigOut(
+            hotline=settings.clinic.hotline,
+            second_opinion_working_days=settings.rules.second_opinion_working_days,
+        )
 
     @api.route(
         "GET", "/consent", roles=None, query=ConsentQuery, response=ConsentOut, tag="consent"

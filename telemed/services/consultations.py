@@ -29,6 +29,7 @@ from telemed.consultation import (
     decide,
     leg_end_event,
     leg_limit,
+    patient_leg_end_event,
 )
 from telemed.db import Database
 from telemed.errors import AlreadyTaken, Conflict, InvalidState, NotFound
@@ -414,4 +415,15 @@ class ConsultationService:
         """The doctor (or the time limit) ends the leg: back to the consultant (R-URG-5)."""
         has_consultant = await self._current_consultant(consultation_id) is not None
         event = leg_end_event(consultant_online and has_consultant)
+        return await self.fire(consultation_id, event, actor)
+
+    async def hang_up(
+        self, consultation_id: str, actor: Actor, *, consultant_online: bool
+    ) -> Change:
+        """The patient hangs up: during the doctor's leg they go back to the consultant
+        (R-URG-2, R-URG-5), the consultation stays open; otherwise they leave it (`left`)."""
+        row = await self.get(consultation_id)
+        if row.state != State.WITH_DOCTOR.value:
+            return await self.fire(consultation_id, Event.PATIENT_LEAVES, actor)
+        event = patient_leg_end_event(consultant_online and row.consultant_id is not None)
         return await self.fire(consultation_id, event, actor)

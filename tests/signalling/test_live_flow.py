@@ -92,3 +92,78 @@ async def test_an_adult_goes_through_the_whole_urgent_flow_with_the_therapist(li
 async def test_a_ten_year_old_goes_to_the_paediatrician(live: Any) -> None:
     """R-ROUTE-1: a child of 10 goes to the duty paediatrician."""
     await run_urgent_flow(live, "+79167654321", Role.PAEDIATRICIAN)
+
+
+async def _with_the_doctor(live: Any) -> tuple[Any, Any, Any, str, str]:
+    """An adult with the duty therapist, their consultant online: (patient, consultant,
+    doctor, the consultation id, the patient's token)."""
+    app: Running = live.running
+    consultant = await live.join((await staff_token(app, Role.CONSULTANT))[0], "consultant")
+    doctor = await live.join((await staff_token(app, Role.THERAPIST))[0], "doctor")
+    await doctor.ok("queue:watch")
+    token = await patient_token(app, "+79161234567")
+    patient = await live.join(token, "patient")
+    cid = (await patient.ok("consultation:start", {"channel": "chat"}))["consultation_id"]
+    await consultant.ok("consultation:accept", {})
+    await consultant.ok("consultation:transfer", {"consultation_id": cid, "to": "duty_doctor"})
+    await doctor.ok("consultation:accept", {"consultation_id": cid})
+    await patient.wait_state(cid, "with_doctor")
+    return patient, consultant, doctor, cid, token
+
+
+async def test_a_patient_hanging_up_on_the_doctor_goes_back_to_the_consultant(live: Any) -> None:
+    """R-URG-2, R-URG-5: the patient's hang-up during the doctor's leg ends the leg, not the
+    consultation: they are with their (online) consultant again, nothing is closed."""
+    app: Running = live.running
+    patient, consultant, _, cid, token = await _with_the_doctor(live)
+    resp = await app.client.post(
+        f"/api/v1/consultations/{cid}/hang-up", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status == 200
+    assert (await resp.json())["state"] == "with_consultant"
+    back = await patient.wait_state(cid, "with_consultant")
+    assert back["counterpart"]["role"] == "consultant"
+    await consultant.wait_state(cid, "with_consultant")
+    async with app.services.db.read() as session:
+        legs = (
+            await session.scalars(
+                select(ConsultationLeg)
+                .where(ConsultationLeg.consultation_id == cid)
+                .order_by(ConsultationLeg.started_at)
+            )
+        ).all()
+    assert [leg.role for leg in legs] == ["consultant", "therapist", "consultant"]
+    assert legs[1].end_reason == "patient_ends_doctor_leg_to_consultant"
+
+    # With the consultant, the same button leaves the consultation.
+    resp = await app.client.post(
+        f"/api/v1/consultations/{cid}/hang-up", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert (await resp.json())["close_reason"] == "left"
+    assert await patient.wait("consultation:closed") == {"consultation_id": cid, "reason": "left"}
+
+
+async def test_a_patient_hanging_up_on_the_doctor_waits_for_a_consultant_when_theirs_is_away(
+    live: Any,
+) -> None:
+    """R-URG-5: with their consultant offline, the hang-up queues the patient for any
+    consultant rather than closing the consultation."""
+    app: Running = live.running
+    patient, consultant, _, cid, token = await _with_the_doctor(live)
+    await consultant.close()
+    resp = await app.client.post(
+        f"/api/v1/consultations/{cid}/hang-up", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert (await resp.json())["state"] == "waiting_consultant"
+    await patient.wait_state(cid, "waiting_consultant")
+
+
+async def test_another_patient_cannot_hang_up_someone_elses_doctor(live: Any) -> None:
+    """Every REST call checks who asks: another patient is refused."""
+    app: Running = live.running
+    _, _, _, cid, _ = await _with_the_doctor(live)
+    other = await patient_token(app, "+79167654321")
+    resp = await app.client.post(
+        f"/api/v1/consultations/{cid}/hang-up", headers={"Authorization": f"Bearer {other}"}
+    )
+    assert resp.status == 403
