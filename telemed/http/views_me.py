@@ -8,14 +8,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from telemed.consent import consent_text, current_version
+from telemed.consent import Variant, consent_text, current_version, variant_for
 from telemed.context import Services, client_addr, services
-from telemed.errors import NotFound
+from telemed.errors import NotEligible, NotFound
 from telemed.http.api import Api, Body, Call, Out
 from telemed.models import Patient, Staff
 from telemed.phone import mask_phone
 from telemed.roles import STAFF_ROLES, Role
+from telemed.routing import duty_role_for
 from telemed.services.auth import Caller
+from telemed.services.insured import local_today
 
 EVERYONE = STAFF_ROLES | {Role.PATIENT}
 
@@ -31,6 +33,8 @@ class MeOut(Out):
     consent_version: str | None = None
     consent_accepted_at: datetime | None = None
     consent_required: bool = False
+    consent_variant: Variant | None = None
+    duty_doctor: Role | None = None
 
 
 class MePatch(Body):
@@ -48,6 +52,7 @@ class MePatch(Body):
 
 class ConsentOut(Out):
     version: str
+    variant: Variant
     language: str
     text: str
     sha256: str
@@ -55,6 +60,7 @@ class ConsentOut(Out):
 
 class ConsentQuery(Body):
     lang: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "ru"
+    variant: Variant = Variant.SELF
 
 
 class ConsentAccept(Body):
@@ -71,6 +77,15 @@ class ConsentAccepted(Out):
     accepted_at: datetime
 
 
+def _duty_doctor(birth_date: date, today: date, svc: Services) -> Role | None:
+    """Whom the home screen offers (R-ROUTE-1): the duty therapist or, for a child, the
+    paediatrician; None below the paediatric ages (booked by appointment instead)."""
+    try:
+        return duty_role_for(birth_date, today, svc.settings.rules.paediatric_ages)
+    except NotEligible:
+        return None
+
+
 async def describe(svc: Services, me: Caller) -> MeOut:
     """The profile of a patient or a staff member."""
     async with svc.db.read() as session:
@@ -79,6 +94,7 @@ async def describe(svc: Services, me: Caller) -> MeOut:
             if patient is None:
                 raise NotFound()
             accepted = await svc.consent.accepted_at(me.id)
+            today = local_today(svc.clock)
             return MeOut(
                 user_id=me.id,
                 role=me.role,
@@ -90,6 +106,8 @@ async def describe(svc: Services, me: Caller) -> MeOut:
                 consent_version=current_version(),
                 consent_accepted_at=accepted,
                 consent_required=accepted is None,
+                consent_variant=variant_for(patient.birth_date, today),
+                duty_doctor=_duty_doctor(patient.birth_date, today, svc),
             )
         staff = await session.get(Staff, me.id)
         if staff is None:
@@ -131,10 +149,15 @@ def register(api: Api) -> None:
         "GET", "/consent", roles=None, query=ConsentQuery, response=ConsentOut, tag="consent"
     )
     async def get_consent(call: Call[ConsentQuery]) -> ConsentOut:
-        """The current consent text (R-CONSENT-1), Russian by default (`?lang=en`)."""
-        text = consent_text(call.body.lang)
+        """The current consent text (R-CONSENT-1), Russian by default (`?lang=en`); the
+        representative's text for a child with `?variant=representative` (see /me)."""
+        text = consent_text(call.body.lang, variant=call.body.variant)
         return ConsentOut(
-            version=text.version, language=text.language, text=text.text, sha256=text.sha256
+            version=text.version,
+            variant=text.variant,
+            language=text.language,
+            text=text.text,
+            sha256=text.sha256,
         )
 
     @api.route(
