@@ -115,6 +115,7 @@ class EventOut(Out):
     status: str
     consultation_id: str | None = None
     appointment_id: str | None = None
+    second_opinion_id: str | None = None
     conclusion: SummaryOut | None = None
 
 
@@ -135,6 +136,7 @@ class RecordOut(Out):
     close_reason: str | None
     conclusion_id: str | None
     conclusion_signed_at: datetime | None
+    second_opinion_id: str | None = None
 
 
 class RecordsOut(Out):
@@ -283,6 +285,7 @@ def event_out(event: calendar.Event) -> EventOut:
         status=event.status,
         consultation_id=event.consultation_id,
         appointment_id=event.appointment_id,
+        second_opinion_id=event.second_opinion_id,
         conclusion=None
         if summary is None
         else SummaryOut(
@@ -546,15 +549,15 @@ def register(api: Api) -> None:
     @api.route(
         "POST",
         "/second-opinions/{case_id}/appointment",
-        roles=CONSULTANT,
+        roles=CONSULTANT | PATIENT,
         body=BookBody,
         response=AppointmentOut,
         status=201,
         tag="second-opinions",
     )
     async def book_second_opinion(call: Call[BookBody]) -> AppointmentOut:
-        """Book a consultation with the specialist of the opinion at one of their free slots,
-        on the patient's request."""
+        """Book a consultation with the specialist of the opinion at one of their free slots:
+        the consultant on the patient's request, or the patient from the conclusion."""
         svc = services(call.request)
         row = await _cases(call.request).book(
             call.request.match_info["case_id"],

@@ -289,17 +289,21 @@ class SecondOpinionService:
         channel: Channel,
         appointments: AppointmentService,
     ) -> Appointment:
-        """On the patient's request, book a consultation with the specialist of the opinion at
-        one of their free slots, through the booking service, and link it to the case."""
+        """On the patient's request (by the consultant, or by the patient from the
+        conclusion's screen), book a consultation with the specialist of the opinion at one of
+        their free slots, through the booking service, and link it to the case."""
+        by_patient = who.role == Role.PATIENT
         async with self.db.read() as session:
             case = await self._case(session, case_id)
+            if by_patient and case.patient_id != who.id:
+                raise NotFound("No such second opinion.")
             if case.specialist_id is None or await _signed(session, case_id) is None:
                 raise NotConcluded()
             if case.appointment_id is not None:
                 booked = await session.get(Appointment, case.appointment_id)
                 if booked is not None and booked.state == "booked":
                     raise AlreadyBooked()
-        appointment = await appointments.book_by_consultant(
+        appointment = await appointments.book_at(
             patient_id=case.patient_id,
             doctor_id=case.specialist_id,
             starts_at=starts_at,
@@ -307,6 +311,7 @@ class SecondOpinionService:
             kind=Kind.SECOND_OPINION,
             requires_documents=True,  # its documents are in the card already (R-DOCS-1)
             notify_via="chat",
+            booked_by=None if by_patient else who.id,
             who=who,
         )
         async with self.db.write() as session:
