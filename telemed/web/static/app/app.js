@@ -689,6 +689,10 @@ function renderHotlines() {
 }
 
 window.addEventListener("hashchange", route);
+// The menu item of the screen shown reloads it (no hashchange then): fresh data on demand.
+for (const link of document.querySelectorAll("#nav a")) {
+  link.addEventListener("click", () => { if (link.getAttribute("href") === location.hash) route(); });
+}
 markLanguage();
 // The public config (the hotline) first: a patient who cannot log in still sees whom to call.
 api.get("/config").then((config) => { Object.assign(state.config, config); }).catch(() => {}).finally(() => {
