@@ -228,7 +228,7 @@ class AppointmentService:
         who: Who,
     ) -> Appointment:
         """The consultant books a doctor at a free time and says how to tell the patient
-        (R-SCH 1)."""
+        (R-SCH-1)."""
         return await self.book_at(
             patient_id=patient_id,
             doctor_id=doctor_id,

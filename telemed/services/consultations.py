@@ -147,7 +147,7 @@ class ConsultationService:
     async def open_booked(
         self, appointment_id: str, *, patient_online: bool, by_patient: str | None = None
     ) -> Change:
-        """Open the consultation of an appointment (R-SCH 3), once: at its time by the
+        """Open the consultation of an appointment (R-SCH-3), once: at its time by the
         scheduler, or by the patient from `remind_before` ahead. It waits for the patient,
         or in the consultant queue when the patient is already there."""
         now = self.clock.now()

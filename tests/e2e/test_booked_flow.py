@@ -79,7 +79,7 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         await fits_and_labelled(page)
         await shots(page, "patient-home")
 
-        # The patient books a psychologist from free slots, then cancels (R-SCH 1, R-CANCEL-1).
+        # The patient books a psychologist from free slots, then cancels (R-SCH-2, R-CANCEL-1).
         await tid("nav-booking").click()
         await screen_is(page, "booking")
         await tid("slot").first.click()

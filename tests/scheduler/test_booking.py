@@ -40,7 +40,7 @@ async def test_free_slots_come_from_working_hours_in_the_patients_time_zone(
 async def test_a_patient_books_a_psychologist_from_a_free_slot_but_not_a_therapist(
     clinic: Clinic,
 ) -> None:
-    """R-SCH 1 / seed 000: psychologists and specialists are booked by the patient."""
+    """R-SCH-2 / seed 000: psychologists and specialists are booked by the patient."""
     await clinic.doctor(Role.PSYCHOLOGIST, "psy")
     _, therapist_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
@@ -108,7 +108,7 @@ async def test_a_slot_is_booked_once_and_the_loser_of_a_race_gets_slot_taken(
 async def test_a_consultant_books_a_doctor_at_a_time_and_says_how_to_tell_the_patient(
     clinic: Clinic,
 ) -> None:
-    """R-SCH 1: any doctor, at a free time, with kind, documents and the way to inform."""
+    """R-SCH-1: any doctor, at a free time, with kind, documents and the way to inform."""
     _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
     client = await clinic.join(patient, "patient")

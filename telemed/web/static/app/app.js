@@ -546,7 +546,7 @@ async function findAppointment(id) {
   return items.find((a) => a.appointment_id === id);
 }
 
-// --- booking (R-SCH 1, R-CANCEL-1) ------------------------------------------------------------
+// --- booking (R-SCH-2, R-CANCEL-1) ------------------------------------------------------------
 
 for (const input of document.querySelectorAll('input[name="book-role"]')) input.addEventListener("change", loadSlots);
 
