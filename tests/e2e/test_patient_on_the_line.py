@@ -188,3 +188,46 @@ async def test_a_hang_up_during_the_doctors_leg_asks_and_returns_to_the_consulta
         await screen_is(p, "home")
         for who in (consultant, therapist, patient):
             assert [e for e in who.errors if "rtc:" not in e] == [], who.errors
+
+
+async def test_the_hotline_shows_when_the_call_loses_its_connection(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
+) -> None:
+    """R-FALLBACK-1: when the call cannot connect (the patient's phone goes offline during
+    the call with the consultant) the call screen gives the hotline; back online, it goes."""
+    stage: Stage = await open_stage(
+        start_app,
+        sqlite_url,
+        tmp_path,
+        signalling={"ping_interval": "2s", "ping_timeout": "3s"},  # a lost link shows soon
+    )
+    await stage.add_patients(ADULT)
+    await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")
+    async with chromium(camera_file(tmp_path)) as browser:
+        consultant = await person(browser, DESK, "consultant")
+        patient = await person(browser, PHONE, "patient")
+        c, p = consultant.page, patient.page
+        tid = p.get_by_test_id
+        await login_staff(c, stage.url, "anna")
+        await expect(c.locator("#queue-empty")).to_be_visible(timeout=WAIT)
+        await login_patient(p, stage)
+        await patient_reaches_home(p)
+        await tid("channel-chat").check()
+        await tid("start-urgent").click()
+        await screen_is(p, "waiting")
+        item = c.get_by_test_id("queue-item")
+        await expect(item).to_have_count(1, timeout=WAIT)
+        await item.get_by_test_id("accept").click()
+        await screen_is(p, "call")
+        hotline = p.locator("#call-hotline")
+        await expect(hotline).to_be_hidden()
+
+        await p.context.set_offline(True)
+        await expect(tid("call-state")).to_have_attribute("data-state", "offline", timeout=WAIT)
+        await expect(hotline).to_be_visible()
+        await expect(hotline).to_contain_text(HOTLINE)
+        await expect(hotline).to_contain_text("Не удаётся соединиться")
+        await shots(p, "patient-call-hotline")
+        await p.context.set_offline(False)
+        await expect(tid("call-state")).not_to_have_attribute("data-state", "offline", timeout=WAIT)
+        await expect(hotline).to_be_hidden()
