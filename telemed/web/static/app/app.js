@@ -2,13 +2,14 @@
 // booking, reminders. One screen (<section data-screen>) is visible at a time; the server's
 // consultation:state decides between the waiting and call screens, so a reload comes back.
 // The other screens live in their own modules: check.js, card.js, records.js, opinions.js,
-// zones.js; the shared state and helpers in ui.js.
+// zones.js, booking.js; the shared state and helpers in ui.js.
 
 import { ApiError } from "/static/js/api.js";
 import { connectLive } from "/static/js/live.js";
 import {
-  $, act, api, confirmThen, el, explain, hotlineBox, i18n, say, setText, state, t, toast, when, whenZ, words, zoneName,
+  $, act, api, confirmThen, el, explain, hotlineBox, i18n, say, setText, state, t, toast, when, whenZ, words,
 } from "./ui.js";
+import { loadSlots } from "./booking.js";
 import { loadCard, uploadFiles } from "./card.js";
 import { prepareCheck } from "./check.js";
 import { loadCalendar, loadRecords, showFeed } from "./records.js";
@@ -23,7 +24,6 @@ let live = null;
 let consultation = null; // the open consultation as the server last described it
 let call = null; // {id, key, handle}
 let callMounting = 0;
-let chosenSlot = null;
 let closedNote = null;
 
 // --- screens --------------------------------------------------------------------------------
@@ -548,67 +548,12 @@ async function findAppointment(id) {
 
 // --- booking (R-SCH-2, R-CANCEL-1) ------------------------------------------------------------
 
-for (const input of document.querySelectorAll('input[name="book-role"]')) input.addEventListener("change", loadSlots);
-
 async function loadBooking() {
   await Promise.all([loadSlots(), loadAppointments()]);
 }
 
-async function loadSlots() {
-  chosenSlot = null;
-  $("slot-chosen").textContent = "";
-  document.querySelector('[data-testid="book-confirm"]').disabled = true;
-  const role = document.querySelector('input[name="book-role"]:checked').value;
-  const box = $("slots");
-  try {
-    const { slots } = await api.get(`/slots?role=${role}`);
-    const byDay = new Map();
-    for (const slot of slots) {
-      const day = when(slot.starts_at, { weekday: "short", day: "numeric", month: "short" });
-      if (!byDay.has(day)) byDay.set(day, []);
-      byDay.get(day).push(slot);
-    }
-    const days = [...byDay].slice(0, 14);
-    if (!days.length) return box.replaceChildren(el("p", {}, t("booking.none")));
-    // One day at a time: a row of days, then that day's free times.
-    const times = el("div", { class: "times" });
-    const pickDay = (index) => {
-      for (const [i, button] of dayButtons.entries()) button.setAttribute("aria-pressed", String(i === index));
-      times.replaceChildren(...days[index][1].map((slot) => el("button", {
-        type: "button",
-        testid: "slot",
-        "data-slot-id": slot.slot_id,
-        "aria-pressed": String(chosenSlot?.slot_id === slot.slot_id),
-        "aria-label": `${when(slot.starts_at)}, ${slot.doctor_name}`,
-        onclick: (event) => chooseSlot(slot, event.currentTarget),
-      }, el("span", { class: "time" }, when(slot.starts_at, { timeStyle: "short" })), el("span", { class: "doc" }, slot.doctor_name))));
-    };
-    const dayButtons = days.map(([day], index) => el("button", { type: "button", testid: "slot-day", onclick: () => pickDay(index) }, day));
-    box.replaceChildren(el("p", { class: "hint", testid: "booking-zone" }, t("calendar.zone", { zone: zoneName() })),
-      el("div", { class: "days", role: "group", "aria-label": t("booking.day") }, ...dayButtons), times);
-    pickDay(0);
-  } catch (error) {
-    say(explain(error));
-  }
-  return undefined;
-}
-
-function chooseSlot(slot, button) {
-  chosenSlot = slot;
-  for (const other of document.querySelectorAll('[data-testid="slot"]')) other.setAttribute("aria-pressed", String(other === button));
-  $("slot-chosen").textContent = t("booking.chosen", { time: whenZ(slot.starts_at), doctor: slot.doctor_name });
-  document.querySelector('[data-testid="book-confirm"]').disabled = false;
-}
-
-document.querySelector('[data-testid="book-confirm"]').addEventListener("click", (event) => {
-  if (!chosenSlot) return;
-  act(event.currentTarget, async () => {
-    const channel = document.querySelector('input[name="book-channel"]:checked').value;
-    const made = await api.post("/appointments", { slot_id: chosenSlot.slot_id, channel });
-    toast(t("booking.booked", { time: whenZ(made.starts_at) }), { testid: "booked" });
-    await loadBooking();
-  });
-});
+// A booking made on the slots screen (booking.js) shows in "my appointments" at once.
+window.addEventListener("telemed:booked", () => loadAppointments());
 
 async function loadAppointments() {
   try {
