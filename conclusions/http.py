@@ -27,7 +27,7 @@ from conclusions.service import (
     WriteRequest,
 )
 from telemed.consultation import Channel
-from telemed.context import REPLAN, client_addr, services
+from telemed.context import LIVE, REPLAN, client_addr, services
 from telemed.errors import ConsentRequired, Forbidden, NotFound, TelemedError
 from telemed.http.api import Api, Body, Call, Out, bearer_token
 from telemed.models import Conclusion
@@ -542,8 +542,15 @@ def register(api: Api) -> None:
         tag="second-opinions",
     )
     async def deliver_second_opinion(call: Call[Body]) -> CaseOut:
-        """Put the signed conclusion into the patient's chat and notify them."""
-        view = await _cases(call.request).deliver(call.request.match_info["case_id"], who(call))
+        """Put the signed conclusion into the patient's chat and notify them; whoever is in
+        that chat now gets the message (with its /#/conclusions/ID link) at once."""
+        cases = _cases(call.request)
+        view = await cases.deliver(call.request.match_info["case_id"], who(call))
+        message = await cases.delivered_message(view.id)
+        if message is not None:
+            live = call.request.app[LIVE]
+            for user in {view.patient_id, call.me.id}:
+                await live.to_user(user, "chat:message", message.to_event())
         return case_out(view)
 
     @api.route(

@@ -48,6 +48,7 @@ from telemed.models import (
 from telemed.roles import Role
 from telemed.services.appointments import AppointmentService
 from telemed.services.audit import Who, record
+from telemed.services.chat import Message
 from telemed.services.insured import local_today
 
 OBJECT = "second_opinion"
@@ -280,6 +281,25 @@ class SecondOpinionService:
             )
             self._audit(session, who, "second_opinion_deliver", OBJECT, case_id)
         return await self.get(case_id, Role.CONSULTANT, who, audit=False)
+
+    async def delivered_message(self, case_id: str) -> Message | None:
+        """The chat message a delivery put into the consultation, as clients receive it, so
+        the transport can push it to the people in that chat."""
+        async with self.db.read() as session:
+            case = await session.get(SecondOpinion, case_id)
+            if case is None or case.chat_message_id is None:
+                return None
+            row = await session.get(ChatMessage, case.chat_message_id)
+        if row is None:
+            return None
+        return Message(
+            message_id=row.id,
+            consultation_id=row.consultation_id,
+            sender_role=row.sender_role,
+            sender_id=row.sender_id,
+            text=row.text,
+            created_at=row.created_at,
+        )
 
     async def book(
         self,

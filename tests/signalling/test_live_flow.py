@@ -167,3 +167,55 @@ async def test_another_patient_cannot_hang_up_someone_elses_doctor(live: Any) ->
         f"/api/v1/consultations/{cid}/hang-up", headers={"Authorization": f"Bearer {other}"}
     )
     assert resp.status == 403
+
+
+async def test_a_delivered_second_opinion_reaches_the_patient_in_the_chat_at_once(
+    live: Any,
+) -> None:
+    """R-SECOND: the consultant delivers the conclusion into the chat of the consultation it
+    was asked in; the patient there gets the message with its /#/conclusions/ID link live,
+    not only on the next history replay."""
+    import aiohttp
+
+    app: Running = live.running
+    consultant_token, _ = await staff_token(app, Role.CONSULTANT)
+    specialist_token, specialist_id = await staff_token(app, Role.SPECIALIST)
+    consultant = await live.join(consultant_token, "consultant")
+    token = await patient_token(app, "+79161234567")
+    patient = await live.join(token, "patient")
+    cid = (await patient.ok("consultation:start", {"channel": "chat"}))["consultation_id"]
+    await consultant.ok("consultation:accept", {})
+    await patient.wait_state(cid, "with_consultant")
+
+    def auth(t: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {t}"}
+
+    form = aiohttp.FormData()
+    form.add_field("file", b"%PDF-1.4\n%%EOF\n", filename="mri.pdf", content_type="application/pdf")
+    doc = await (await app.client.post("/api/v1/documents", data=form, headers=auth(token))).json()
+    case = await (
+        await app.client.post(
+            "/api/v1/second-opinions",
+            json={"consultation_id": cid, "document_ids": [doc["document_id"]]},
+            headers=auth(token),
+        )
+    ).json()
+    path = f"/api/v1/second-opinions/{case['second_opinion_id']}"
+    resp = await app.client.post(
+        f"{path}/assign", json={"specialist_id": specialist_id}, headers=auth(consultant_token)
+    )
+    assert resp.status == 200
+    signed = await (
+        await app.client.post(
+            f"{path}/conclusion",
+            json={"text": "Операция не нужна.", "recommendations": "ЛФК.", "sign": True},
+            headers=auth(specialist_token),
+        )
+    ).json()
+    resp = await app.client.post(f"{path}/deliver", headers=auth(consultant_token))
+    assert resp.status == 200
+    link = f"/#/conclusions/{signed['conclusion_id']}"
+    message = await patient.wait("chat:message", lambda m: link in m["text"])
+    assert message["consultation_id"] == cid and message["sender_role"] == "consultant"
+    mine = await consultant.wait("chat:message", lambda m: link in m["text"])
+    assert mine["message_id"] == message["message_id"]
