@@ -139,7 +139,12 @@ async def test_a_second_opinion_asked_with_two_documents_opens_by_its_link(
         )
         await rest(stage, consultant_token, f"/second-opinions/{case_id}/deliver")
         link = f"/#/conclusions/{signed['conclusion_id']}"
-        await p.goto(f"{stage.url}{link}")
+        await p.evaluate("location.hash = 'consultation'")  # back to the chat
+        await screen_is(p, "call")
+        chat_link = tid("chat-conclusion-link")
+        await expect(chat_link).to_have_attribute("href", link, timeout=WAIT)
+        await shots(p, "patient-chat-conclusion-link")
+        await chat_link.click()
         await screen_is(p, "conclusion")
         view = tid("conclusion-view")
         await expect(view).to_contain_text(FINDINGS, timeout=WAIT)
@@ -173,4 +178,9 @@ async def test_a_second_opinion_asked_with_two_documents_opens_by_its_link(
         await record.get_by_test_id("record-conclusion").click()
         await expect(record.get_by_test_id("conclusion")).to_contain_text(ADVICE, timeout=WAIT)
         await shots(p, "patient-records-opinion")
+
+        # The link itself, opened afresh (a reload, or from the push notification).
+        await p.goto(f"{stage.url}{link}")
+        await screen_is(p, "conclusion")
+        await expect(tid("conclusion-view")).to_contain_text(FINDINGS, timeout=WAIT)
         assert patient.errors == [] and consultant.errors == []
