@@ -140,6 +140,10 @@ async def test_a_hang_up_during_the_doctors_leg_asks_and_returns_to_the_consulta
         await expect(p.locator("#waiting-title")).to_contain_text("Ожидание врача")
         await expect(stay).to_contain_text("Оставайтесь в интернете онлайн")
         await shots(p, "patient-doctor-wait-stay")
+        await tid("leave-queue").click()  # it says what leaving now means, No stays
+        await expect(p.locator(".confirm")).to_contain_text("Консультация будет закрыта")
+        await tid("confirm-no").click()
+        await screen_is(p, "waiting")
         d_item = d.get_by_test_id("queue-item")
         await expect(d_item).to_have_count(1, timeout=WAIT)
         await d_item.get_by_test_id("accept").click()

@@ -419,7 +419,9 @@ document.querySelector('[data-testid="attach-documents"]').addEventListener("cli
 document.querySelector('[data-testid="leave-queue"]').addEventListener("click", (event) => {
   if (!consultation) return;
   const id = consultation.consultation_id;
-  confirmThen(event.currentTarget, t("waiting.leave_confirm"), () => live.request("consultation:leave", { consultation_id: id }));
+  // Waiting for the doctor, leaving closes the whole consultation: the question says so (R-URG-2).
+  const question = consultation.state === "waiting_doctor" ? "waiting.leave_doctor_confirm" : "waiting.leave_confirm";
+  confirmThen(event.currentTarget, t(question), () => live.request("consultation:leave", { consultation_id: id }));
 });
 
 // --- the call screen (call.js, shared with the console) --------------------------------------
