@@ -32,7 +32,7 @@ export async function loadSlots() {
         testid: "slot",
         "data-slot-id": slot.slot_id,
         "aria-pressed": String(chosenSlot?.slot_id === slot.slot_id),
-        "aria-label": `${when(slot.starts_at)}, ${slot.doctor_name}`,
+        "aria-label": `${whenZ(slot.starts_at)}, ${slot.doctor_name}`,
         onclick: (event) => chooseSlot(slot, event.currentTarget),
       }, el("span", { class: "time" }, when(slot.starts_at, { timeStyle: "short" })), el("span", { class: "doc" }, slot.doctor_name))));
     };

@@ -56,7 +56,7 @@ async function loadCases() {
   if (!items.length) return list.replaceChildren(el("li", { class: "empty" }, t("opinion.none")));
   items.sort((a, b) => b.requested_at.localeCompare(a.requested_at));
   list.replaceChildren(...items.map((c) => el("li", { testid: "opinion", "data-state": c.state, "data-second-opinion-id": c.second_opinion_id },
-    el("strong", {}, t("opinion.asked", { date: when(c.requested_at) })),
+    el("strong", {}, t("opinion.asked", { date: whenZ(c.requested_at) })),
     c.question ? el("p", { class: "question" }, c.question) : null,
     el("p", { testid: "opinion-state" }, caseLine(c)),
     c.state === "delivered" && c.conclusion_id

@@ -79,7 +79,7 @@ export async function loadRecords() {
     const stateWords = words().state;
     list.replaceChildren(...items.map((record) => {
       const item = el("li", { testid: "record", "data-consultation-id": record.consultation_id },
-        el("strong", {}, when(record.created_at)),
+        el("strong", {}, whenZ(record.created_at)),
         el("p", {}, `${words().kind[record.kind] || record.kind} · ${t(`channel.${record.channel}`)} · ${stateWords[record.close_reason] || stateWords[record.state] || record.state}`));
       if (record.conclusion_id) {
         const button = el("button", { type: "button", testid: "record-conclusion" }, t("records.show"));
