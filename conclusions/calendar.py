@@ -1,7 +1,9 @@
 """The patient's calendar and "My records" (R-CAL-1, R-CONCL-1).
 
-The calendar holds the patient's appointments (booked or cancelled) and their
-past consultations with the signed conclusion, all in the patient's own time
+The calendar holds the patient's appointments (booked or cancelled), their
+past consultations with the signed conclusion, and their second opinions
+(R-SECOND: from the request to the delivered conclusion, linked
+`/#/conclusions/ID` once delivered), all in the patient's own time
 zone (`Patient.timezone`), so that a traveller does not mix up the times. It
 is read from the database on every call: a conclusion shows as soon as it is
 signed, and a change of time zone moves every time at once. The same events
@@ -28,6 +30,7 @@ from telemed.models import (
     Consultation,
     ConsultationFollowUp,
     Patient,
+    SecondOpinion,
     Staff,
 )
 
@@ -87,6 +90,7 @@ class Event:
     consultation_id: str | None = None
     appointment_id: str | None = None
     conclusion: ConclusionSummary | None = None
+    second_opinion_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Record:
     conclusion_id: str | None
     conclusion_signed_at: datetime | None
     follow_up: RecordFollowUp | None = None
+    second_opinion_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,30 @@ def consultation_event(
     )
 
 
+def second_opinion_event(
+    row: SecondOpinion, conclusion: ConclusionSummary | None, zone: ZoneInfo
+) -> Event:
+    """A second opinion from the request to its delivery; the conclusion (and its link) only
+    once the consultant has delivered it (R-SECOND)."""
+    delivered = row.delivered_at is not None and conclusion is not None
+    title = "Второе мнение: заключение готово" if delivered else "Второе мнение: запрос"
+    return Event(
+        type="second_opinion",
+        uid=f"second-opinion-{row.id}@telemed",
+        starts_at=row.requested_at.astimezone(zone),
+        ends_at=(row.delivered_at or row.requested_at).astimezone(zone),
+        title=title,
+        status="delivered" if delivered else "requested",
+        cancelled=False,
+        sequence=(1 if row.specialist_id else 0) + (2 if delivered else 0),
+        link=f"/#/conclusions/{conclusion.id}" if delivered and conclusion else "/#/opinions",
+        consultation_id=row.consultation_id,
+        appointment_id=row.appointment_id,
+        conclusion=conclusion if delivered else None,
+        second_opinion_id=row.id,
+    )
+
+
 async def patient_zone(session: AsyncSession, patient_id: str) -> ZoneInfo:
     """The patient's time zone (R-CAL-1)."""
     patient = await session.get(Patient, patient_id)
@@ -204,22 +233,30 @@ async def patient_zone(session: AsyncSession, patient_id: str) -> ZoneInfo:
 
 
 async def signed_conclusions(
-    session: AsyncSession, consultation_ids: Iterable[str], zone: ZoneInfo
+    session: AsyncSession,
+    consultation_ids: Iterable[str],
+    zone: ZoneInfo,
+    *,
+    of_second_opinions: bool = False,
 ) -> dict[str, ConclusionSummary]:
-    """The newest signed conclusion of each of these consultations, signed in `zone` time."""
+    """The newest signed conclusion of each of these consultations (or second opinions),
+    signed in `zone` time."""
     ids = list(consultation_ids)
     if not ids:
         return {}
+    subject = Conclusion.second_opinion_id if of_second_opinions else Conclusion.consultation_id
     rows = await session.execute(
         select(Conclusion, Staff.full_name)
         .join(Staff, Staff.id == Conclusion.doctor_id)
-        .where(Conclusion.consultation_id.in_(ids), Conclusion.status == Status.SIGNED.value)
+        .where(subject.in_(ids), Conclusion.status == Status.SIGNED.value)
         .order_by(Conclusion.version)
     )
     newest: dict[str, ConclusionSummary] = {}
     for row, doctor_name in rows:
-        assert row.consultation_id is not None and row.signed_at is not None
-        newest[row.consultation_id] = ConclusionSummary(
+        key = row.second_opinion_id if of_second_opinions else row.consultation_id
+        if key is None or row.signed_at is None:
+            continue
+        newest[key] = ConclusionSummary(
             id=row.id,
             version=row.version,
             findings=row.findings,
@@ -263,11 +300,24 @@ async def load_calendar(
             )
         ).all()
         conclusions = await signed_conclusions(session, (c.id for c in consultations), zone)
+        cases = (
+            await session.scalars(
+                select(SecondOpinion).where(
+                    SecondOpinion.patient_id == patient_id,
+                    SecondOpinion.requested_at < end,
+                    func.coalesce(SecondOpinion.delivered_at, SecondOpinion.updated_at) > start,
+                )
+            )
+        ).all()
+        opinions = await signed_conclusions(
+            session, (c.id for c in cases), zone, of_second_opinions=True
+        )
     events += [
         consultation_event(c, conclusions.get(c.id), zone)
         for c in consultations
         if c.state == State.CLOSED or c.id in conclusions
     ]
+    events += [second_opinion_event(c, opinions.get(c.id), zone) for c in cases]
     events.sort(key=lambda e: (e.starts_at, e.uid))
     return PatientCalendar(zone.key, start, end, events)
 
@@ -293,7 +343,18 @@ async def load_records(db: Database, patient_id: str) -> tuple[str, list[Record]
                 )
             )
         }
-    records = []
+        cases: Sequence[SecondOpinion] = (
+            await session.scalars(
+                select(SecondOpinion)
+                .where(SecondOpinion.patient_id == patient_id)
+                .order_by(SecondOpinion.requested_at.desc())
+                .limit(RECORDS_LIMIT)
+            )
+        ).all()
+        opinions = await signed_conclusions(
+            session, (c.id for c in cases), zone, of_second_opinions=True
+        )
+    records = [_opinion_record(c, opinions.get(c.id), zone) for c in cases]
     for row in rows:
         conclusion = conclusions.get(row.id)
         records.append(
@@ -310,6 +371,7 @@ async def load_records(db: Database, patient_id: str) -> tuple[str, list[Record]
                 follow_up=_follow_up(follow_ups.get(row.id), zone),
             )
         )
+    records.sort(key=lambda r: r.created_at, reverse=True)
     return zone.key, records
 
 
@@ -317,3 +379,22 @@ def _follow_up(row: ConsultationFollowUp | None, zone: ZoneInfo) -> RecordFollow
     if row is None:
         return None
     return RecordFollowUp(list(row.needs), row.outcome, row.note, row.recorded_at.astimezone(zone))
+
+
+def _opinion_record(
+    case: SecondOpinion, conclusion: ConclusionSummary | None, zone: ZoneInfo
+) -> Record:
+    """A second opinion in "My records": its conclusion once delivered (R-SECOND)."""
+    delivered = case.delivered_at is not None and conclusion is not None
+    return Record(
+        consultation_id=case.consultation_id,
+        kind="second_opinion",
+        channel="chat",
+        state="delivered" if delivered else ("assigned" if case.specialist_id else "requested"),
+        created_at=case.requested_at.astimezone(zone),
+        closed_at=case.delivered_at.astimezone(zone) if case.delivered_at else None,
+        close_reason=None,
+        conclusion_id=conclusion.id if delivered and conclusion else None,
+        conclusion_signed_at=conclusion.signed_at if delivered and conclusion else None,
+        second_opinion_id=case.id,
+    )

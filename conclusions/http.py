@@ -27,7 +27,7 @@ from conclusions.service import (
     WriteRequest,
 )
 from telemed.consultation import Channel
-from telemed.context import REPLAN, client_addr, services
+from telemed.context import LIVE, REPLAN, client_addr, services
 from telemed.errors import (
     ConsentRequired,
     Forbidden,
@@ -35,6 +35,7 @@ from telemed.errors import (
     TelemedError,
     ValidationFailed,
 )
+from telemed.events import UserMessage
 from telemed.http.api import Api, Body, Call, Out, bearer_token
 from telemed.models import AuditEntry, Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
@@ -138,6 +139,7 @@ class EventOut(Out):
     status: str
     consultation_id: str | None = None
     appointment_id: str | None = None
+    second_opinion_id: str | None = None
     conclusion: SummaryOut | None = None
 
 
@@ -168,6 +170,7 @@ class RecordOut(Out):
     conclusion_id: str | None
     conclusion_signed_at: datetime | None
     follow_up: RecordFollowUpOut | None = None
+    second_opinion_id: str | None = None
 
 
 class RecordsOut(Out):
@@ -317,6 +320,7 @@ def event_out(event: calendar.Event) -> EventOut:
         status=event.status,
         consultation_id=event.consultation_id,
         appointment_id=event.appointment_id,
+        second_opinion_id=event.second_opinion_id,
         conclusion=None
         if summary is None
         else SummaryOut(
@@ -601,22 +605,31 @@ def register(api: Api) -> None:
         tag="second-opinions",
     )
     async def deliver_second_opinion(call: Call[Body]) -> CaseOut:
-        """Put the signed conclusion into the patient's chat and notify them."""
-        view = await _cases(call.request).deliver(call.request.match_info["case_id"], who(call))
+        """Put the signed conclusion into the patient's chat and notify them; whoever is in
+        that chat now gets the message (with its /#/conclusions/ID link) at once."""
+        cases = _cases(call.request)
+        view = await cases.deliver(call.request.match_info["case_id"], who(call))
+        message = await cases.delivered_message(view.id)
+        if message is not None:
+            told = [
+                UserMessage(user, "chat:message", message.to_event())
+                for user in {view.patient_id, call.me.id}
+            ]
+            await call.request.app[LIVE].publish(told)
         return case_out(view)
 
     @api.route(
         "POST",
         "/second-opinions/{case_id}/appointment",
-        roles=CONSULTANT,
+        roles=CONSULTANT | PATIENT,
         body=BookBody,
         response=AppointmentOut,
         status=201,
         tag="second-opinions",
     )
     async def book_second_opinion(call: Call[BookBody]) -> AppointmentOut:
-        """Book a consultation with the specialist of the opinion at one of their free slots,
-        on the patient's request."""
+        """Book a consultation with the specialist of the opinion at one of their free slots:
+        the consultant on the patient's request, or the patient from the conclusion."""
         svc = services(call.request)
         row = await _cases(call.request).book(
             call.request.match_info["case_id"],

@@ -51,6 +51,7 @@ from telemed.roles import Role
 from telemed.services.appointments import AppointmentService
 from telemed.services.audit import Who, record
 from telemed.services.care import CareAccess, access_detail
+from telemed.services.chat import Message
 from telemed.services.insured import local_today
 
 OBJECT = "second_opinion"
@@ -285,6 +286,25 @@ class SecondOpinionService:
             self._audit(session, who, "second_opinion_deliver", OBJECT, case_id)
         return await self.get(case_id, Role.CONSULTANT, who, audit=False)
 
+    async def delivered_message(self, case_id: str) -> Message | None:
+        """The chat message a delivery put into the consultation, as clients receive it, so
+        the transport can push it to the people in that chat."""
+        async with self.db.read() as session:
+            case = await session.get(SecondOpinion, case_id)
+            if case is None or case.chat_message_id is None:
+                return None
+            row = await session.get(ChatMessage, case.chat_message_id)
+        if row is None:
+            return None
+        return Message(
+            message_id=row.id,
+            consultation_id=row.consultation_id,
+            sender_role=row.sender_role,
+            sender_id=row.sender_id,
+            text=row.text,
+            created_at=row.created_at,
+        )
+
     async def book(
         self,
         case_id: str,
@@ -293,17 +313,21 @@ class SecondOpinionService:
         channel: Channel,
         appointments: AppointmentService,
     ) -> Appointment:
-        """On the patient's request, book a consultation with the specialist of the opinion at
-        one of their free slots, through the booking service, and link it to the case."""
+        """On the patient's request (by the consultant, or by the patient from the
+        conclusion's screen), book a consultation with the specialist of the opinion at one of
+        their free slots, through the booking service, and link it to the case."""
+        by_patient = who.role == Role.PATIENT
         async with self.db.read() as session:
             case = await self._case(session, case_id)
+            if by_patient and case.patient_id != who.id:
+                raise NotFound("No such second opinion.")
             if case.specialist_id is None or await _signed(session, case_id) is None:
                 raise NotConcluded()
             if case.appointment_id is not None:
                 booked = await session.get(Appointment, case.appointment_id)
                 if booked is not None and booked.state == "booked":
                     raise AlreadyBooked()
-        appointment = await appointments.book_by_consultant(
+        appointment = await appointments.book_at(
             patient_id=case.patient_id,
             doctor_id=case.specialist_id,
             starts_at=starts_at,
@@ -311,6 +335,7 @@ class SecondOpinionService:
             kind=Kind.SECOND_OPINION,
             requires_documents=True,  # its documents are in the card already (R-DOCS-1)
             notify_via="chat",
+            booked_by=None if by_patient else who.id,
             who=who,
         )
         async with self.db.write() as session:

@@ -225,7 +225,7 @@ class DueWork:
             if len(claimed) < self.batch or not self.keep_going():
                 return
 
-    # --- R-SCH 3: the appointment's time has come ------------------------------------------
+    # --- R-SCH-3: the appointment's time has come ------------------------------------------
 
     async def _starts(self, now: datetime, fired: Fired) -> None:
         async with self.db.read() as session:

@@ -10,7 +10,7 @@ new places from `telemed.services.places`, coalesced.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from signalling.ice import ice_servers
@@ -104,7 +104,7 @@ class Publisher:
         self._end_access = end_access
         self._queue_moved = queue_moved
 
-    async def publish(self, events: list[DomainEvent]) -> None:
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
         """Deliver the events of one committed transaction, in order."""
         for event in events:
             match event:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -139,7 +140,7 @@ class Signalling:
 
     # --- what the rest of the app sees (telemed.live.Live) -------------------------------
 
-    async def publish(self, events: list[DomainEvent]) -> None:
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
         """Committed domain events, from `Database.on_commit`."""
         await self.publisher.publish(events)
 

@@ -335,6 +335,14 @@ class SignallingSettings(_Section):
         return {**defaults, **given}
 
 
+class ClinicSettings(_Section):
+    """What the pages tell patients about the clinic itself."""
+
+    # R-FALLBACK-1: the insurer's hotline of seed 001, shown on login, in a failed connection
+    # check and when a call cannot connect.
+    hotline: str = Field(default="8 (800) 500-61-11", min_length=1, max_length=40)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(default=True, alias="json")
@@ -354,6 +362,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     storage: StorageSettings = StorageSettings()
     signalling: SignallingSettings = SignallingSettings()
+    clinic: ClinicSettings = ClinicSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

@@ -68,6 +68,8 @@ class Event(StrEnum):
     DOCTOR_ACCEPTS = "doctor_accepts"
     DOCTOR_LEG_ENDS = "doctor_leg_ends"
     DOCTOR_LEG_ENDS_TO_CONSULTANT = "doctor_leg_ends_to_consultant"
+    PATIENT_ENDS_DOCTOR_LEG = "patient_ends_doctor_leg"
+    PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT = "patient_ends_doctor_leg_to_consultant"
     CLOSE = "close"
     PATIENT_LEAVES = "patient_leaves"
     NO_SHOW = "no_show"
@@ -86,6 +88,10 @@ TRANSITIONS: Final[Mapping[tuple[State, Event], State]] = MappingProxyType(
         (_S.WAITING_DOCTOR, _E.DOCTOR_ACCEPTS): _S.WITH_DOCTOR,
         (_S.WITH_DOCTOR, _E.DOCTOR_LEG_ENDS): _S.WAITING_CONSULTANT,
         (_S.WITH_DOCTOR, _E.DOCTOR_LEG_ENDS_TO_CONSULTANT): _S.WITH_CONSULTANT,
+        # R-URG-2, R-URG-5: the patient hanging up on the doctor goes back to the consultant
+        # (like the doctor's own end of the leg) instead of leaving the consultation.
+        (_S.WITH_DOCTOR, _E.PATIENT_ENDS_DOCTOR_LEG): _S.WAITING_CONSULTANT,
+        (_S.WITH_DOCTOR, _E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT): _S.WITH_CONSULTANT,
         (_S.WITH_CONSULTANT, _E.CLOSE): _S.CLOSED,
         **{(s, _E.PATIENT_LEAVES): _S.CLOSED for s in State if s is not _S.CLOSED},
         (_S.WAITING_PATIENT, _E.NO_SHOW): _S.CLOSED,
@@ -105,6 +111,8 @@ ACTORS: Final[Mapping[Event, frozenset[Role]]] = MappingProxyType(
         _E.DOCTOR_ACCEPTS: DOCTOR_ROLES,
         _E.DOCTOR_LEG_ENDS: _LEG_ENDERS,
         _E.DOCTOR_LEG_ENDS_TO_CONSULTANT: _LEG_ENDERS,
+        _E.PATIENT_ENDS_DOCTOR_LEG: frozenset({Role.PATIENT}),
+        _E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT: frozenset({Role.PATIENT}),
         _E.CLOSE: frozenset({Role.CONSULTANT}),
         _E.PATIENT_LEAVES: frozenset({Role.PATIENT, Role.SYSTEM}),
         _E.NO_SHOW: frozenset({Role.SYSTEM}),
@@ -129,8 +137,14 @@ CLOSE_REASONS: Final[Mapping[Event, CloseReason]] = MappingProxyType(
 _ACCEPTS: Final = frozenset({_E.CONSULTANT_ACCEPTS, _E.DOCTOR_ACCEPTS})
 
 _CONSULTANT_ONLY: Final = frozenset({_E.TRANSFER_TO_DOCTOR, _E.TRANSFER_TO_CONSULTANT, _E.CLOSE})
-_OWN_PATIENT_ONLY: Final = frozenset({_E.PATIENT_CONNECTS, _E.PATIENT_LEAVES})
+_PATIENT_LEG_ENDS: Final = frozenset(
+    {_E.PATIENT_ENDS_DOCTOR_LEG, _E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT}
+)
+_OWN_PATIENT_ONLY: Final = frozenset({_E.PATIENT_CONNECTS, _E.PATIENT_LEAVES}) | _PATIENT_LEG_ENDS
 _OWN_DOCTOR_ONLY: Final = frozenset({_E.DOCTOR_LEG_ENDS, _E.DOCTOR_LEG_ENDS_TO_CONSULTANT})
+_TO_CONSULTANT: Final = frozenset(
+    {_E.DOCTOR_LEG_ENDS_TO_CONSULTANT, _E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT}
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +203,14 @@ def leg_end_event(consultant_online: bool) -> Event:
     if consultant_online:
         return Event.DOCTOR_LEG_ENDS_TO_CONSULTANT
     return Event.DOCTOR_LEG_ENDS
+
+
+def patient_leg_end_event(consultant_online: bool) -> Event:
+    """Pick where the patient's hang-up on the doctor leads: their online consultant, or the
+    consultant queue (R-URG-2, R-URG-5); never a close."""
+    if consultant_online:
+        return Event.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT
+    return Event.PATIENT_ENDS_DOCTOR_LEG
 
 
 def leg_limit(kind: Kind, urgent_limit: timedelta, scheduled_limit: timedelta) -> timedelta:
@@ -272,7 +294,7 @@ def _check_relationship(c: ConsultationView, event: Event, actor: Actor) -> None
             raise Forbidden(f"a {actor.role} cannot take a patient waiting for {waiting_for}")
         if c.target_doctor_id is not None and actor.id != c.target_doctor_id:
             raise Forbidden("the patient is waiting for another, named doctor")
-    if event is Event.DOCTOR_LEG_ENDS_TO_CONSULTANT and c.consultant_id is None:
+    if event in _TO_CONSULTANT and c.consultant_id is None:
         raise InvalidState(f"cannot {event}: the consultation has no consultant to return to")
 
 
@@ -293,7 +315,7 @@ def _columns_after(
         consultant_id = None
     elif event is Event.DOCTOR_ACCEPTS:
         current_doctor_id = actor.id
-    elif event in _OWN_DOCTOR_ONLY:
+    elif event in _OWN_DOCTOR_ONLY or event in _PATIENT_LEG_ENDS:
         current_doctor_id = None
 
     # The queue columns describe waiting only: the queue a waiting patient is

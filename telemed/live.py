@@ -6,13 +6,14 @@ record domain events (`telemed.events`) and the live layer publishes them after 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from telemed.events import DomainEvent
 
 
 class Live(Protocol):
-    async def publish(self, events: list[DomainEvent]) -> None:
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
         """Deliver the committed events of one transaction."""
 
     def is_online(self, user_id: str | None) -> bool:

@@ -81,6 +81,8 @@ class Patient(Base):
     birth_date: Mapped[date]
     sex: Mapped[str] = mapped_column(String(1))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    # R-CAL-1: set when the patient confirms a zone; until then the app asks once.
+    timezone_confirmed_at: Mapped[datetime | None]
     source: Mapped[str] = mapped_column(String(16))  # import | consultant | demo
     registered_by: Mapped[str | None] = mapped_column(IdCol, ForeignKey("staff.id"))
     created_at: Mapped[datetime]

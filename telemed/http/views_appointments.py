@@ -239,7 +239,7 @@ def register(api: Api) -> None:
     )
     async def book(call: Call[BookRequest]) -> AppointmentOut:
         """Book: a patient from a free slot of a psychologist or specialist; a consultant any
-        doctor at a free time, with kind, documents and how to tell the patient (R-SCH 1)."""
+        doctor at a free time, with kind, documents and how to tell the patient (R-SCH-1)."""
         svc = services(call.request)
         b = call.body
         who = Who(call.me.role, call.me.id, client_addr(call.request))

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from telemed.consultation import Channel, Kind, State
-from telemed.context import services
+from telemed.consultation import Actor, Channel, Kind, State
+from telemed.context import LIVE, services
 from telemed.http.api import Api, Body, Call, Out
 from telemed.models import Consultation
 from telemed.roles import Role
@@ -77,3 +77,24 @@ def register(api: Api) -> None:
                 )
             ).all()
         return ConsultationList(items=[consultation_out(r) for r in rows])
+
+    @api.route(
+        "POST",
+        "/consultations/{consultation_id}/hang-up",
+        roles={Role.PATIENT},
+        response=ConsultationOut,
+        tag="consultations",
+    )
+    async def hang_up(call: Call[Body]) -> ConsultationOut:
+        """The patient's hang-up button: during the doctor's leg it returns them to the
+        consultant (R-URG-2, R-URG-5), otherwise it leaves the consultation (`left`)."""
+        svc = services(call.request)
+        live = call.request.app[LIVE]
+        consultation_id = call.request.match_info["consultation_id"]
+        current = await svc.consultations.get(consultation_id)
+        change = await svc.consultations.hang_up(
+            consultation_id,
+            Actor(Role.PATIENT, call.me.id),
+            consultant_online=live.is_online(current.consultant_id),
+        )
+        return consultation_out(change.consultation)

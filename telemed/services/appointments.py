@@ -260,7 +260,34 @@ class AppointmentService:
         who: Who,
     ) -> Appointment:
         """The consultant books a doctor at a free time and says how to tell the patient
-        (R-SCH 1)."""
+        (R-SCH-1)."""
+        return await self.book_at(
+            patient_id=patient_id,
+            doctor_id=doctor_id,
+            starts_at=starts_at,
+            channel=channel,
+            kind=kind,
+            requires_documents=requires_documents,
+            notify_via=notify_via,
+            booked_by=who.id,
+            who=who,
+        )
+
+    async def book_at(
+        self,
+        *,
+        patient_id: str,
+        doctor_id: str,
+        starts_at: datetime,
+        channel: Channel,
+        kind: Kind,
+        requires_documents: bool,
+        notify_via: str,
+        booked_by: str | None,
+        who: Who,
+    ) -> Appointment:
+        """Book a doctor's free slot at a time; `booked_by` is the staff member who booked,
+        None when the patient did (the booking of a second opinion's specialist, R-SECOND)."""
         if kind is Kind.URGENT:
             raise ValidationFailed("An appointment is scheduled or second_opinion.", field="kind")
         if notify_via not in NOTIFY_VIA:
@@ -281,7 +308,7 @@ class AppointmentService:
             kind=kind,
             requires_documents=requires_documents,
             notify_via=notify_via,
-            booked_by=who.id,
+            booked_by=booked_by,
             who=who,
         )
 

@@ -7,14 +7,15 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from telemed.clock import Clock
-from telemed.consent import consent_text, current_version
+from telemed.consent import consent_text, current_version, variant_for
 from telemed.db import Database
 from telemed.errors import Conflict
 from telemed.events import AccessEnded, EndReason
 from telemed.events import record as record_event
-from telemed.models import ConsentRecord
+from telemed.models import ConsentRecord, Patient
 from telemed.roles import Role
 from telemed.services.audit import Who, record
+from telemed.services.insured import local_today
 
 
 class ConsentOutdated(Conflict):
@@ -44,11 +45,15 @@ class ConsentService:
     async def accept(
         self, patient_id: str, version: str, client_addr: str, user_agent: str
     ) -> ConsentRecord:
-        """Record acceptance of the current text with its hash, time, address and browser."""
+        """Record acceptance of the current text with its hash, time, address and browser; for
+        a child, the text a representative accepts for them."""
         if version != current_version():
             raise ConsentOutdated(current_version=current_version())
         now = self.clock.now()
-        text = consent_text()
+        async with self.db.read() as session:
+            patient = await session.get(Patient, patient_id)
+        variant = variant_for(patient.birth_date, local_today(self.clock)) if patient else None
+        text = consent_text(variant=variant) if variant else consent_text()
         rec = ConsentRecord(
             patient_id=patient_id,
             version=version,
@@ -66,6 +71,7 @@ class ConsentService:
                 action="consent_accept",
                 object_type="consent",
                 object_id=version,
+                detail={"variant": text.variant.value},
             )
         return rec
 

@@ -30,6 +30,7 @@ from telemed.consultation import (
     decide,
     leg_end_event,
     leg_limit,
+    patient_leg_end_event,
 )
 from telemed.db import Database
 from telemed.errors import AlreadyTaken, Conflict, InvalidState, NotFound
@@ -141,7 +142,7 @@ class ConsultationService:
     async def open_booked(
         self, appointment_id: str, *, patient_online: bool, by_patient: str | None = None
     ) -> Change:
-        """Open the consultation of an appointment (R-SCH 3), once: at its time by the
+        """Open the consultation of an appointment (R-SCH-3), once: at its time by the
         scheduler, or by the patient from `remind_before` ahead. It waits for the patient,
         or in the consultant queue when the patient is already there."""
         now = self.clock.now()
@@ -553,3 +554,14 @@ class ConsultationService:
                 .values(patient_away_since=self.clock.now())
             )
             record_event(session, DeadlineSet())
+
+    async def hang_up(
+        self, consultation_id: str, actor: Actor, *, consultant_online: bool
+    ) -> Change:
+        """The patient hangs up: during the doctor's leg they go back to the consultant
+        (R-URG-2, R-URG-5), the consultation stays open; otherwise they leave it (`left`)."""
+        row = await self.get(consultation_id)
+        if row.state != State.WITH_DOCTOR.value:
+            return await self.fire(consultation_id, Event.PATIENT_LEAVES, actor)
+        event = patient_leg_end_event(consultant_online and row.consultant_id is not None)
+        return await self.fire(consultation_id, event, actor)

@@ -404,3 +404,82 @@ async def test_the_specialist_reads_the_documents_sent_with_the_case_and_nothing
     assert (await sent.json())["document_id"] == case.documents[0]
     rest = await app.client.get(f"/api/v1/documents/{other}", headers=case.specialist.auth)
     assert rest.status == 404
+
+
+async def test_the_opinion_is_in_the_patients_calendar_and_records_with_its_link(
+    app: Running,
+) -> None:
+    """R-SECOND, R-CONCL-1: the patient sees the second opinion in the calendar and "My
+    records" from the request on; the conclusion and its `/#/conclusions/ID` link appear only
+    once the consultant has delivered it."""
+    case = await asked(app)
+
+    def opinion_events(cal: dict[str, Any]) -> list[dict[str, Any]]:
+        return [e for e in cal["events"] if e["type"] == "second_opinion"]
+
+    _, cal = await get_json(app, case.c.patient, "/api/v1/calendar")
+    (event,) = opinion_events(cal)
+    assert (event["status"], event["second_opinion_id"], event["conclusion"]) == (
+        "requested",
+        case.id,
+        None,
+    )
+    await assign(app, case)
+    signed = await conclude(app, case)
+    _, cal = await get_json(app, case.c.patient, "/api/v1/calendar")
+    assert opinion_events(cal)[0]["conclusion"] is None  # signed, not yet delivered
+    _, records = await get_json(app, case.c.patient, "/api/v1/records")
+    (record,) = [r for r in records["items"] if r["kind"] == "second_opinion"]
+    assert (record["state"], record["conclusion_id"]) == ("assigned", None)
+
+    status, _ = await post(app, case.c.consultant, f"/api/v1/second-opinions/{case.id}/deliver")
+    assert status == 200
+    _, cal = await get_json(app, case.c.patient, "/api/v1/calendar")
+    (event,) = opinion_events(cal)
+    assert event["status"] == "delivered"
+    assert event["conclusion"]["conclusion_id"] == signed["conclusion_id"]
+    assert event["conclusion"]["recommendations"] == ADVICE
+    _, records = await get_json(app, case.c.patient, "/api/v1/records")
+    (record,) = [r for r in records["items"] if r["kind"] == "second_opinion"]
+    assert record["conclusion_id"] == signed["conclusion_id"]
+    assert record["second_opinion_id"] == case.id
+    status, shown = await get_json(
+        app, case.c.patient, f"/api/v1/conclusions/{signed['conclusion_id']}"
+    )
+    assert status == 200 and shown["second_opinion_id"] == case.id
+
+
+async def test_the_patient_books_the_specialist_from_their_own_opinion_only(
+    app: Running,
+) -> None:
+    """R-SECOND: after the conclusion the patient books its specialist from the same screen;
+    the appointment is linked to the case, booked by nobody on the staff; another patient's
+    case is not theirs to book."""
+    case = await asked(app)
+    await assign(app, case)
+    await conclude(app, case)
+    await app.services.appointments.set_working_hours(
+        case.specialist.id,
+        [Hours(d, time(10), time(12)) for d in range(5)],
+        zone="Europe/Moscow",
+        slot_minutes=15,
+        days_ahead=14,
+        who=SYSTEM,
+    )
+    path = f"/api/v1/second-opinions/{case.id}/appointment"
+    monday_10 = "2026-01-19T10:00:00+03:00"
+    other = await patient(app, OTHER_PHONE, policy="P-2")
+    status, _ = await post(app, other, path, {"starts_at": monday_10, "channel": "video"})
+    assert status == 404
+    status, booked = await post(
+        app, case.c.patient, path, {"starts_at": monday_10, "channel": "chat"}
+    )
+    assert status == 201, booked
+    assert (booked["doctor_id"], booked["kind"]) == (case.specialist.id, "second_opinion")
+    _, body = await get_json(app, case.c.patient, f"/api/v1/second-opinions/{case.id}")
+    assert body["appointment_id"] == booked["appointment_id"]
+    from telemed.models import Appointment
+
+    async with app.services.db.read() as session:
+        row = await session.get(Appointment, booked["appointment_id"])
+    assert row is not None and row.booked_by is None

@@ -73,6 +73,10 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         await expect(tid("consent-text")).not_to_be_empty()
         await shots(page, "patient-consent")
         await tid("consent-accept").click()
+        await screen_is(page, "timezone")  # R-CAL-1: asked once, on the first login
+        await expect(tid("tz-select")).to_have_value("Europe/Moscow")  # the browser's zone
+        await shots(page, "patient-timezone")
+        await tid("tz-confirm").click()
         await screen_is(page, "check")
         await tid("check-run").click()
         await expect(tid("check-result")).to_have_attribute("data-verdict", "ok", timeout=60_000)
@@ -82,7 +86,7 @@ async def test_booked_consultation_with_reminder_documents_and_reload(
         await fits_and_labelled(page)
         await shots(page, "patient-home")
 
-        # The patient books a psychologist from free slots, then cancels (R-SCH 1, R-CANCEL-1).
+        # The patient books a psychologist from free slots, then cancels (R-SCH-2, R-CANCEL-1).
         await tid("nav-booking").click()
         await screen_is(page, "booking")
         await tid("slot").first.click()

@@ -51,6 +51,8 @@ async def test_calendar_feed_cancelled_mark_and_consent_withdrawal(
         await login_patient(page, stage, ADULT_PHONE)
         await screen_is(page, "consent")
         await tid("consent-accept").click()
+        await screen_is(page, "timezone")
+        await tid("tz-confirm").click()
         await screen_is(page, "check")
         await tid("check-continue").click()
         await screen_is(page, "home")
@@ -107,7 +109,5 @@ async def test_calendar_feed_cancelled_mark_and_consent_withdrawal(
         assert closed == 403  # consent_required: every patient service is closed again
         await tid("consent-accept").click()
         await screen_is(page, "check")
-        # Loads the browser logs: "no check yet" (404, home explains it) and the test's 403.
-        assert [e for e in patient.errors if "Failed to load resource" not in e] == [], (
-            patient.errors
-        )
+        # The browser logs the test's own 403 (the kit already drops the expected 404s).
+        assert [e for e in patient.errors if "status of 403" not in e] == [], patient.errors

@@ -60,6 +60,8 @@ async def patient_reaches_home(page: Page) -> None:
             return
         if screen == "consent":
             await page.get_by_test_id("consent-accept").click()
+        elif screen == "timezone":
+            await page.get_by_test_id("tz-confirm").click()
         elif screen == "profile":
             await page.get_by_test_id("profile-save").click()
         elif screen == "check":

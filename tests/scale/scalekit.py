@@ -42,8 +42,13 @@ def signalling_of(node: Running) -> Signalling:
     return node.client.server.app[SIGNALLING]
 
 
-async def metric_value(node: Running, name: str, **labels: str) -> float:
-    """One sample of the node's /metrics (0 when absent), as Prometheus would scrape it."""
+async def metric_value(
+    node: Running, name: str, absent: float | None = None, **labels: str
+) -> float:
+    """One sample of the node's /metrics, as Prometheus would scrape it. A sample that is not
+    exported fails the test, so `== 0` can never pass on a missing metric; only a baseline
+    read before anything happened (a labelled counter appears on first use) passes `absent`
+    for the value it stands for."""
     async with node.client.get("/metrics") as resp:
         assert resp.status == 200, await resp.text()
         text = await resp.text()
@@ -51,7 +56,9 @@ async def metric_value(node: Running, name: str, **labels: str) -> float:
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
-    return 0.0
+    if absent is None:
+        raise AssertionError(f"{name}{labels or ''} is not exported by /metrics")
+    return absent
 
 
 def url_of(node: Running) -> str:

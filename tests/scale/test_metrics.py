@@ -18,12 +18,15 @@ async def test_metrics_follow_clients_queues_waits_breaches_events_and_errors(
     once taken, in the breaches of the last 24 h; events are timed, errors counted by
     transport and code; a consultant on node b is counted online on node a."""
     a, b = nodes.a, nodes.b
-    chats = await metric_value(a, "telemed_socketio_event_seconds_count", event="chat:send")
+    # Baselines: a labelled counter is exported from its first use on, so absent counts as 0.
+    chats = await metric_value(
+        a, "telemed_socketio_event_seconds_count", absent=0.0, event="chat:send"
+    )
     forbidden = await metric_value(
-        a, "telemed_errors_total", transport="socketio", code="forbidden"
+        a, "telemed_errors_total", absent=0.0, transport="socketio", code="forbidden"
     )
     unauthorized = await metric_value(
-        a, "telemed_errors_total", transport="rest", code="unauthorized"
+        a, "telemed_errors_total", absent=0.0, transport="rest", code="unauthorized"
     )
     assert await metric_value(a, "telemed_connected_clients") == 0
     assert await metric_value(a, "telemed_queue_length", role="consultant") == 0

@@ -40,7 +40,7 @@ async def test_free_slots_come_from_working_hours_in_the_patients_time_zone(
 async def test_a_patient_books_a_psychologist_from_a_free_slot_but_not_a_therapist(
     clinic: Clinic,
 ) -> None:
-    """R-SCH 1 / seed 000: psychologists and specialists are booked by the patient."""
+    """R-SCH-2 / seed 000: psychologists and specialists are booked by the patient."""
     await clinic.doctor(Role.PSYCHOLOGIST, "psy")
     _, therapist_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
@@ -108,7 +108,7 @@ async def test_a_slot_is_booked_once_and_the_loser_of_a_race_gets_slot_taken(
 async def test_a_consultant_books_a_doctor_at_a_time_and_says_how_to_tell_the_patient(
     clinic: Clinic,
 ) -> None:
-    """R-SCH 1: any doctor, at a free time, with kind, documents and the way to inform."""
+    """R-SCH-1: any doctor, at a free time, with kind, documents and the way to inform."""
     _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
     client = await clinic.join(patient, "patient")
@@ -180,6 +180,64 @@ async def test_a_cancel_after_the_start_is_refused(clinic: Clinic) -> None:
         f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient)
     )
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "already_started"
+
+
+async def test_a_cancel_one_second_after_the_start_is_refused_before_any_scheduler_pass(
+    clinic: Clinic,
+) -> None:
+    """R-CANCEL-1: the start time alone refuses the cancel: no scheduler pass has moved the
+    appointment on (it is still `booked` in the database), one second after its start."""
+    from telemed.models import Appointment
+
+    _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
+    patient = await clinic.patient()
+    booked = await clinic.book(patient, doctor_id, FIRST_SLOT)
+    clinic.app.clock.advance(timedelta(hours=1, seconds=1))  # 10:00:01 UTC, no tick
+    async with clinic.app.services.db.read() as session:
+        row = await session.get(Appointment, booked["appointment_id"])
+    assert row is not None and row.state == "booked"
+    resp = await clinic.app.client.post(
+        f"/api/v1/appointments/{booked['appointment_id']}/cancel", headers=bearer(patient)
+    )
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "already_started"
+    async with clinic.app.services.db.read() as session:
+        row = await session.get(Appointment, booked["appointment_id"])
+    assert row is not None and (row.state, row.cancelled_at) == ("booked", None)
+
+
+async def test_documents_are_required_before_the_duty_doctor_too(clinic: Clinic) -> None:
+    """R-DOCS-1 on the duty-doctor path: a booked consultation that needs documents is not
+    transferred to the duty therapist either, until the patient adds one from their card."""
+    _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
+    patient = await clinic.patient()
+    booked = await clinic.book(patient, doctor_id, FIRST_SLOT, requires_documents=True)
+    clinic.app.clock.advance(timedelta(minutes=55))
+    live = await clinic.join(patient, "patient")
+    ack = await live.ok(
+        "consultation:start", {"channel": "chat", "appointment_id": booked["appointment_id"]}
+    )
+    cid = ack["consultation_id"]
+    consultant = await clinic.join(clinic.consultant, "consultant")
+    await consultant.ok("consultation:accept", {"consultation_id": cid})
+    to_duty = {"consultation_id": cid, "to": "duty_doctor"}
+    blocked = await consultant.call("consultation:transfer", to_duty)
+    assert blocked["ok"] is False and blocked["error"]["code"] == "documents_required"
+    await live.wait_state(cid, "with_consultant")  # nothing moved
+
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("file", b"%PDF-1.4\n%%EOF\n", filename="ecg.pdf", content_type="application/pdf")
+    up = await clinic.app.client.post("/api/v1/documents", data=form, headers=bearer(patient))
+    assert up.status == 201, await up.text()
+    added = await clinic.app.client.post(
+        f"/api/v1/consultations/{cid}/documents",
+        json={"document_id": (await up.json())["document_id"]},
+        headers=bearer(patient),
+    )
+    assert added.status in (200, 201), await added.text()
+    moved = await consultant.ok("consultation:transfer", to_duty)
+    assert moved["state"] == "waiting_doctor"
 
 
 async def test_another_patient_cannot_cancel_my_appointment(clinic: Clinic) -> None:

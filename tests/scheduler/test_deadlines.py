@@ -75,7 +75,7 @@ async def test_a_booked_patient_who_never_comes_is_closed_as_no_show_and_the_con
 
 
 async def test_a_booked_patient_who_comes_in_time_is_not_a_no_show(clinic: Clinic) -> None:
-    """R-NOSHOW-1 / R-SCH 3: connecting moves the consultation into the consultant queue."""
+    """R-NOSHOW-1 / R-SCH-3: connecting moves the consultation into the consultant queue."""
     _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()
     await clinic.book(patient, doctor_id, FIRST_SLOT)
@@ -92,7 +92,7 @@ async def test_a_booked_patient_who_comes_in_time_is_not_a_no_show(clinic: Clini
 async def test_a_patient_already_connected_at_the_start_goes_straight_to_the_queue(
     clinic: Clinic,
 ) -> None:
-    """R-SCH 3: at its time a booked consultation enters the consultant queue if the patient
+    """R-SCH-3: at its time a booked consultation enters the consultant queue if the patient
     is already there."""
     _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
     patient = await clinic.patient()

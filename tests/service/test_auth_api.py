@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from appkit import Running
-from helpers import ADULT_PHONE, add_adult, bearer, patient_token, staff_token
+from helpers import ADULT_PHONE, add_adult, add_patients, bearer, patient_token, staff_token
 
 from telemed.roles import Role
 
@@ -295,3 +295,44 @@ async def test_the_time_zone_must_be_an_iana_name(app: Running) -> None:
         "/api/v1/me", json={"timezone": "Asia/Vladivostok"}, headers=bearer(token)
     )
     assert (await good.json())["timezone"] == "Asia/Vladivostok"
+
+
+async def test_a_representative_accepts_the_childs_consent_for_them(app: Running) -> None:
+    """R-CONSENT-1 for a child: /me says a representative consents; the representative's text
+    (not "I, the insured person") is served and its hash is what the acceptance records."""
+    from sqlalchemy import select
+
+    from telemed.consent import Variant, consent_text
+    from telemed.models import ConsentRecord
+
+    await add_patients(
+        app, ["C-9,2026-01-01,2026-01-01,2027-12-31,Петрова Аня,2015-06-01,F,+79167654321"]
+    )
+    token = await patient_token(app, "+79167654321", consent=False)
+    me = await (await app.client.get("/api/v1/me", headers=bearer(token))).json()
+    assert me["consent_required"] and me["consent_variant"] == "representative"
+    assert me["duty_doctor"] == "paediatrician"  # R-ROUTE-1: the child's home offers them
+    for lang, words in (("ru", "законный представитель"), ("en", "legal representative")):
+        resp = await app.client.get(f"/api/v1/consent?lang={lang}&variant=representative")
+        shown = await resp.json()
+        assert shown["variant"] == "representative" and words in shown["text"]
+        assert "застрахованное лицо, даю" not in shown["text"]
+    resp = await app.client.post(
+        "/api/v1/me/consent", json={"version": shown["version"]}, headers=bearer(token)
+    )
+    assert resp.status == 201
+    async with app.services.db.read() as session:
+        rec = await session.scalar(select(ConsentRecord))
+    assert rec is not None
+    assert rec.text_sha256 == consent_text(variant=Variant.REPRESENTATIVE).sha256
+    assert rec.text_sha256 != consent_text().sha256
+
+
+async def test_an_adult_consents_for_themselves(app: Running) -> None:
+    """An adult gets the insured person's own consent text."""
+    await add_adult(app)
+    token = await patient_token(app, consent=False)
+    me = await (await app.client.get("/api/v1/me", headers=bearer(token))).json()
+    assert me["consent_variant"] == "self" and me["duty_doctor"] == "therapist"
+    own = await (await app.client.get("/api/v1/consent")).json()
+    assert own["variant"] == "self" and "застрахованное лицо" in own["text"]

@@ -578,6 +578,8 @@ def _firing(event: Event, cast: Cast) -> tuple[Actor, dict[str, Any]]:
         Event.DOCTOR_ACCEPTS: cast.therapist,
         Event.DOCTOR_LEG_ENDS: cast.therapist,
         Event.DOCTOR_LEG_ENDS_TO_CONSULTANT: cast.therapist,
+        Event.PATIENT_ENDS_DOCTOR_LEG: patient,
+        Event.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT: patient,
         Event.CLOSE: cast.consultant,
         Event.PATIENT_LEAVES: patient,
         Event.NO_SHOW: SYSTEM_ACTOR,

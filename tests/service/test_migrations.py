@@ -7,9 +7,10 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect
 
-from telemed.db import Database, upgrade_schema
+from telemed.db import Database, alembic_config, upgrade_schema
 from telemed.models import Base
 
 
@@ -23,9 +24,28 @@ async def test_the_migrations_match_the_models(any_db: Database) -> None:
     assert differences == []
 
 
+def _schema(connection: Connection) -> tuple[list[str | None], dict[str, list[str]]]:
+    """The revision the database is at and every table with its columns."""
+    revision = MigrationContext.configure(connection).get_current_heads()
+    inspector = inspect(connection)
+    tables = {
+        name: sorted(column["name"] for column in inspector.get_columns(name))
+        for name in inspector.get_table_names()
+    }
+    return sorted(revision), tables
+
+
 async def test_upgrading_an_up_to_date_schema_changes_nothing(any_db: Database) -> None:
     await upgrade_schema(any_db.engine)
+    async with any_db.engine.connect() as conn:
+        before = await conn.run_sync(_schema)
     await upgrade_schema(any_db.engine)
+    async with any_db.engine.connect() as conn:
+        after = await conn.run_sync(_schema)
+    heads, tables = after
+    assert after == before
+    assert heads == sorted(ScriptDirectory.from_config(alembic_config()).get_heads())
+    assert "patients" in tables and "timezone_confirmed_at" in tables["patients"]
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(db: Database) -> None:

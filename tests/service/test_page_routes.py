@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from appkit import Running
@@ -35,3 +37,21 @@ async def test_a_checkout_without_npm_ci_gets_a_clear_error(
     resp = await app.client.get("/vendor/socket.io.esm.min.js")
     assert resp.status == 503
     assert (await resp.json())["error"]["code"] == "vendor_missing"
+
+
+async def test_the_hotline_is_served_to_the_pages_before_login(
+    start_app: Callable[..., Any], sqlite_url: str
+) -> None:
+    """R-FALLBACK-1: a patient who cannot log in still gets the hotline, from `clinic.hotline`
+    (the seed's 8-800 number by default)."""
+    default = await start_app(sqlite_url)
+    resp = await default.client.get("/api/v1/config")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body == {"hotline": "8 (800) 500-61-11", "second_opinion_working_days": 14}
+    await default.client.close()
+
+    changed = await start_app(sqlite_url, clinic={"hotline": "+7 495 000-00-00"})
+    assert (await (await changed.client.get("/api/v1/config")).json())["hotline"] == (
+        "+7 495 000-00-00"
+    )

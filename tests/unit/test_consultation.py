@@ -25,6 +25,7 @@ from telemed.consultation import (
     decide,
     leg_end_event,
     leg_limit,
+    patient_leg_end_event,
 )
 from telemed.errors import AlreadyTaken, BadRequest, Forbidden, InvalidState
 from telemed.roles import DOCTOR_ROLES, Role
@@ -42,6 +43,8 @@ EXPECTED_MOVES: dict[tuple[State, Event], State] = {
     (S.WAITING_DOCTOR, E.DOCTOR_ACCEPTS): S.WITH_DOCTOR,
     (S.WITH_DOCTOR, E.DOCTOR_LEG_ENDS): S.WAITING_CONSULTANT,
     (S.WITH_DOCTOR, E.DOCTOR_LEG_ENDS_TO_CONSULTANT): S.WITH_CONSULTANT,
+    (S.WITH_DOCTOR, E.PATIENT_ENDS_DOCTOR_LEG): S.WAITING_CONSULTANT,
+    (S.WITH_DOCTOR, E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT): S.WITH_CONSULTANT,
     (S.WITH_CONSULTANT, E.CLOSE): S.CLOSED,
     (S.WAITING_PATIENT, E.PATIENT_LEAVES): S.CLOSED,
     (S.WAITING_CONSULTANT, E.PATIENT_LEAVES): S.CLOSED,
@@ -72,6 +75,8 @@ EXPECTED_ACTORS: dict[Event, set[Role]] = {
         Role.PSYCHOLOGIST,
         Role.SYSTEM,
     },
+    E.PATIENT_ENDS_DOCTOR_LEG: {Role.PATIENT},
+    E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT: {Role.PATIENT},
     E.CLOSE: {Role.CONSULTANT},
     E.PATIENT_LEAVES: {Role.PATIENT, Role.SYSTEM},
     E.NO_SHOW: {Role.SYSTEM},
@@ -125,6 +130,8 @@ ALLOWED_ACTOR: dict[Event, Actor] = {
     E.DOCTOR_ACCEPTS: THERAPIST,
     E.DOCTOR_LEG_ENDS: THERAPIST,
     E.DOCTOR_LEG_ENDS_TO_CONSULTANT: THERAPIST,
+    E.PATIENT_ENDS_DOCTOR_LEG: PATIENT,
+    E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT: PATIENT,
     E.CLOSE: CONSULTANT,
     E.PATIENT_LEAVES: PATIENT,
     E.NO_SHOW: SYSTEM_ACTOR,
@@ -318,6 +325,21 @@ def test_a_patient_cannot_act_on_someone_elses_consultation(event: Event) -> Non
         fire(view(S.WAITING_PATIENT), event, OTHER_PATIENT)
 
 
+@pytest.mark.parametrize(
+    "event", [E.PATIENT_ENDS_DOCTOR_LEG, E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT]
+)
+def test_a_patient_cannot_hang_up_on_someone_elses_doctor(event: Event) -> None:
+    """R-URG-5: only the consultation's own patient ends their doctor's leg."""
+    with pytest.raises(Forbidden, match="own consultation"):
+        fire(view(S.WITH_DOCTOR), event, OTHER_PATIENT)
+
+
+def test_a_patients_hang_up_cannot_return_to_a_consultant_when_there_is_none() -> None:
+    """R-URG-5: straight back to the consultant needs a consultant on the record."""
+    with pytest.raises(InvalidState, match="no consultant"):
+        fire(view(S.WITH_DOCTOR, consultant_id=None), E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT)
+
+
 def test_the_leg_cannot_return_to_a_consultant_when_there_is_none() -> None:
     """R-URG-5: going straight back to the consultant needs a consultant on the record."""
     with pytest.raises(InvalidState, match="no consultant"):
@@ -395,6 +417,27 @@ def test_a_doctor_leg_ends_with_the_same_consultant_when_they_are_online() -> No
     t = fire(view(S.WITH_DOCTOR), E.DOCTOR_LEG_ENDS_TO_CONSULTANT)
     assert t.new is S.WITH_CONSULTANT
     assert t.changes == {"doctor_id": None}
+
+
+def test_a_patient_hanging_up_on_the_doctor_goes_back_to_the_consultant() -> None:
+    """R-URG-2, R-URG-5: the patient's hang-up during the doctor's leg ends the leg, never the
+    consultation: back with their online consultant, or in the consultant queue."""
+    back = fire(view(S.WITH_DOCTOR), E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT)
+    assert back.new is S.WITH_CONSULTANT
+    assert back.changes == {"doctor_id": None}
+    assert back.close_reason is None
+    queued = fire(view(S.WITH_DOCTOR), E.PATIENT_ENDS_DOCTOR_LEG)
+    assert queued.new is S.WAITING_CONSULTANT
+    assert queued.changes == {"doctor_id": None, "queue_role": Role.CONSULTANT}
+    assert patient_leg_end_event(consultant_online=True) is E.PATIENT_ENDS_DOCTOR_LEG_TO_CONSULTANT
+    assert patient_leg_end_event(consultant_online=False) is E.PATIENT_ENDS_DOCTOR_LEG
+
+
+@pytest.mark.parametrize("state", [s for s in State if s not in (S.WITH_DOCTOR, S.CLOSED)])
+def test_a_patient_ends_a_doctors_leg_only_during_it(state: State) -> None:
+    """Outside the doctor's leg there is no leg to end: the hang-up is refused by the table."""
+    with pytest.raises(InvalidState):
+        fire(view(state), E.PATIENT_ENDS_DOCTOR_LEG)
 
 
 def test_leg_end_event_goes_to_the_consultant_only_when_they_are_online() -> None:

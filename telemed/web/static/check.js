@@ -25,6 +25,7 @@ const TEXTS = {
     fail: "Есть проблемы: посмотрите советы ниже",
     required: "Нужно", actual: "У вас", pass: "✓ в порядке", failed: "✗ не подходит",
     error: "Проверка не удалась: {message}",
+    hotline: "Если связь не наладится, позвоните медицинскому консультанту:",
     names: { os: "Операционная система", browser: "Браузер", camera: "Камера", microphone: "Микрофон", bandwidth: "Скорость интернета", test_call: "Пробный звонок" },
   },
   en: {
@@ -48,6 +49,7 @@ const TEXTS = {
     fail: "There are problems: see the advice below",
     required: "Needed", actual: "Yours", pass: "✓ fine", failed: "✗ not enough",
     error: "The check failed: {message}",
+    hotline: "If the connection does not work, call the medical consultant:",
     names: { os: "Operating system", browser: "Browser", camera: "Camera", microphone: "Microphone", bandwidth: "Internet speed", test_call: "Test call" },
   },
 };
@@ -84,6 +86,21 @@ function t(key, values = {}) {
 
 function say(message) {
   $("status").textContent = message;
+}
+
+// R-FALLBACK-1: the hotline (clinic.hotline, served by GET /api/v1/config) shows whenever the
+// check fails or cannot run, so a patient without a working connection can still call.
+let hotline = "";
+fetch("/api/v1/config").then((r) => (r.ok ? r.json() : null)).then((config) => {
+  hotline = config?.hotline || "";
+  const link = $("hotline-number");
+  link.textContent = hotline;
+  link.href = `tel:${hotline.replace(/[^+\d]/g, "")}`;
+  if (!token) showHotline(true);
+}).catch(() => {});
+
+function showHotline(shown) {
+  $("hotline").hidden = !(shown && hotline);
 }
 
 function applyLanguage() {
@@ -127,6 +144,7 @@ function render(verdict) {
   heading.textContent = verdict.ok ? t("ok") : t("fail");
   result.dataset.verdict = verdict.ok ? "ok" : "fail";
   result.hidden = false;
+  showHotline(!verdict.ok);
   heading.focus();
 }
 
@@ -155,6 +173,7 @@ async function run(channel) {
   $("start").disabled = true;
   $("result").hidden = true;
   delete $("result").dataset.verdict;
+  showHotline(false);
   try {
     const { verdict, body } = await runCheck(client, {
       channel,
@@ -168,6 +187,7 @@ async function run(channel) {
     say("");
   } catch (error) {
     say(t("error", { message: error.message }));
+    showHotline(true);
   } finally {
     running = false;
     $("start").disabled = false;

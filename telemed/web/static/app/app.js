@@ -1,123 +1,42 @@
-// The patient app at /: login, consent, profile, the connection check, the urgent
-// consultation (queue, call), booking, the medical card, the calendar and "My records".
-// One screen (<section data-screen>) is visible at a time; the server's
+// The patient app at /: login, consent, profile, the urgent consultation (queue, call),
+// booking, reminders. One screen (<section data-screen>) is visible at a time; the server's
 // consultation:state decides between the waiting and call screens, so a reload comes back.
+// The other screens live in their own modules: check.js, card.js, records.js, opinions.js,
+// zones.js, booking.js; the shared state and helpers in ui.js.
 
-import { ApiError, createApi } from "/static/js/api.js";
+import { ApiError } from "/static/js/api.js";
 import { connectLive } from "/static/js/live.js";
-import { setupI18n } from "/static/js/i18n.js";
-import { checkClient, levelMeter, runCheck } from "/static/js/devicecheck.js";
-import { TEXTS } from "./texts.js";
+import {
+  $, act, api, confirmThen, el, explain, hotlineBox, i18n, say, setText, state, t, toast, when, whenZ, words,
+} from "./ui.js";
+import { loadSlots } from "./booking.js";
+import { loadCard, uploadFiles } from "./card.js";
+import { prepareCheck } from "./check.js";
+import { loadCalendar, loadRecords, showFeed } from "./records.js";
+import { loadOpinions, showConclusion } from "./opinions.js";
+import { prepareZone, renderProfile, zoneUnconfirmed } from "./zones.js";
 
-const api = createApi({ storageKey: "telemed.patient" });
-const i18n = setupI18n(TEXTS);
-const { t } = i18n;
-const $ = (id) => document.getElementById(id);
-const NAV_SCREENS = ["home", "booking", "card", "calendar", "records", "profile", "check"];
+const NAV_SCREENS = ["home", "booking", "card", "calendar", "records", "opinions", "profile", "check"];
 const WAITING = new Set(["waiting_consultant", "waiting_doctor"]);
 const IN_CALL = new Set(["with_consultant", "with_doctor"]);
 
-let me = null;
 let live = null;
-let screen = null;
 let consultation = null; // the open consultation as the server last described it
 let call = null; // {id, key, handle}
 let callMounting = 0;
-let chosenSlot = null;
 let closedNote = null;
-
-// --- small helpers --------------------------------------------------------------------------
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "testid") node.dataset.testid = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  return node;
-}
-
-function zone() {
-  return me?.timezone || Intl.DateTimeFormat().resolvedOptions().timeZone;
-}
-
-function when(iso, options = { dateStyle: "medium", timeStyle: "short" }) {
-  // R-CAL-1: times are shown in the patient's own time zone, not the browser's.
-  return new Intl.DateTimeFormat(i18n.lang, { ...options, timeZone: zone() }).format(new Date(iso));
-}
-
-function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
-}
-
-function say(message) {
-  const box = $("error");
-  box.textContent = message || "";
-  box.hidden = !message;
-}
-
-function explain(error) {
-  if (error instanceof ApiError || error?.code) {
-    const known = TEXTS[i18n.lang].errors[error.code];
-    return known || error.message || error.code;
-  }
-  return String(error?.message || error);
-}
-
-/** Runs an action from a button: disables it meanwhile and shows any error in the alert. */
-async function act(button, fn) {
-  if (button) button.disabled = true;
-  say("");
-  try {
-    return await fn();
-  } catch (error) {
-    say(explain(error));
-    return undefined;
-  } finally {
-    if (button) button.disabled = false;
-  }
-}
-
-function toast(text, { testid = "toast", actions = [], sticky = false, passing = true } = {}) {
-  const close = el("button", { type: "button", class: "link", "aria-label": t("reminder.close"), onclick: () => box.remove() }, "×");
-  const box = el("div", { class: "toast", role: "status", testid }, el("p", {}, text), ...actions, close);
-  $("toasts").append(box);
-  if (!sticky) {
-    // Gone after 5 s (or on the next screen, when passing), so it never hides the page for long.
-    if (passing) box.dataset.passing = "true";
-    setTimeout(() => box.remove(), 5000);
-  }
-  return box;
-}
-
-/** An inline yes/no next to a button (no window.confirm: it blocks and tests dismiss it). */
-function confirmThen(button, question, fn) {
-  const holder = button.parentElement;
-  holder.querySelector(".confirm")?.remove();
-  const yes = el("button", { type: "button", class: "primary", testid: "confirm-yes" }, t("yes"));
-  const no = el("button", { type: "button", testid: "confirm-no" }, t("no"));
-  const box = el("div", { class: "confirm", role: "group", "aria-label": question }, el("p", {}, question), yes, no);
-  no.addEventListener("click", () => { box.remove(); button.focus(); });
-  yes.addEventListener("click", () => { box.remove(); act(button, fn); });
-  button.after(box);
-  no.focus();
-}
 
 // --- screens --------------------------------------------------------------------------------
 
 function show(name, { focus = true } = {}) {
-  if (name !== screen) {
+  if (name !== state.screen) {
     say("");
     for (const old of document.querySelectorAll('.toast[data-passing="true"]')) old.remove();
   }
-  screen = name;
+  state.screen = name;
   for (const section of document.querySelectorAll("[data-screen]")) section.hidden = section.dataset.screen !== name;
-  const loggedIn = Boolean(me && !me.consent_required);
-  $("nav").hidden = !loggedIn || name === "who";
+  const loggedIn = Boolean(state.me && !state.me.consent_required);
+  $("nav").hidden = !loggedIn || name === "who" || name === "timezone";
   renderActing();
   for (const link of document.querySelectorAll("#nav a")) {
     if (link.getAttribute("href") === `#${name}`) link.setAttribute("aria-current", "page");
@@ -136,13 +55,28 @@ function show(name, { focus = true } = {}) {
   if (name === "records") loadRecords();
   if (name === "profile") renderProfile();
   if (name === "check") prepareCheck();
+  if (name === "opinions") loadOpinions();
 }
 
 function route() {
-  if (!me || me.consent_required) return;
+  if (!state.me || state.me.consent_required) return undefined;
+  // R-CAL-1: the zone is asked once, on the first login, before anything else.
+  if (zoneUnconfirmed()) return askZone(route);
   const name = location.hash.slice(1);
   if (name === "consultation" || (!name && consultation)) return showConsultation(true);
+  // R-SECOND: the link the consultant delivers into the chat, /#/conclusions/ID.
+  const conclusion = /^\/conclusions\/([\w-]+)$/.exec(name);
+  if (conclusion) {
+    show("conclusion");
+    return showConclusion(conclusion[1]);
+  }
   show(NAV_SCREENS.includes(name) ? name : "home");
+  return undefined;
+}
+
+function askZone(next) {
+  prepareZone(next);
+  show("timezone");
 }
 
 function go(name) {
@@ -196,12 +130,12 @@ function people() {
 
 function renderActing() {
   const several = people().length > 1 && api.session;
-  $("acting").hidden = !several || screen === "login";
+  $("acting").hidden = !several || state.screen === "login";
   if (!several) return;
   // On the choosing screen itself "Change" would lead nowhere.
-  $("acting").querySelector('[data-testid="switch-patient"]').hidden = screen === "who";
+  $("acting").querySelector('[data-testid="switch-patient"]').hidden = state.screen === "who";
   const current = people().find((p) => p.patient_id === api.session.user_id);
-  $("acting-name").textContent = me?.full_name || current?.full_name || "";
+  $("acting-name").textContent = state.me?.full_name || current?.full_name || "";
   for (const line of document.querySelectorAll('[data-testid="consultation-for"]')) {
     line.textContent = t("who.for", { name: $("acting-name").textContent });
   }
@@ -229,7 +163,7 @@ async function switchTo(patientId) {
     const patients = people();
     const issued = await api.post("/auth/switch", { patient_id: patientId });
     stopLive();
-    me = null;
+    state.me = null;
     showFeed(null);
     api.setSession({ ...issued, patients });
   }
@@ -245,7 +179,9 @@ $("acting").querySelector('[data-testid="switch-patient"]').addEventListener("cl
 
 async function showConsent() {
   show("consent");
-  const consent = await api.get("/consent");
+  // A child's consent is given by their representative (a parent on the same phone).
+  const variant = state.me?.consent_variant || "self";
+  const consent = await api.get(`/consent?lang=${i18n.lang}&variant=${variant}`);
   const box = $("consent-text");
   box.dataset.version = consent.version;
   // The text is short Markdown: "# " lines are headings, blank lines end paragraphs.
@@ -256,30 +192,30 @@ async function showConsent() {
 document.querySelector('[data-testid="consent-accept"]').addEventListener("click", (event) => {
   act(event.currentTarget, async () => {
     await api.post("/me/consent", { version: $("consent-text").dataset.version });
-    me = await api.get("/me");
+    state.me = await api.get("/me");
     startLive();
-    go("check"); // first contact: the connection check before anything else (R-DEV)
+    go("check"); // first contact: the zone (asked once), then the connection check (R-DEV)
   });
 });
 
 /** After a login or a reload: who am I, consent first (R-CONSENT-1), then the app. */
 async function enter() {
   try {
-    me = await api.get("/me");
+    state.me = await api.get("/me");
   } catch (error) {
-    me = null;
+    state.me = null;
     if (!api.session) return showLogin();
     say(explain(error));
     return undefined;
   }
-  if (me.consent_required) return showConsent();
+  if (state.me.consent_required) return showConsent();
   startLive();
   route();
   return undefined;
 }
 
 function showLogin(message = "") {
-  me = null;
+  state.me = null;
   showFeed(null);
   stopLive();
   show("login");
@@ -305,6 +241,7 @@ function startLive() {
   live.on("consultation:state", onConsultationState);
   live.on("consultation:closed", onConsultationClosed);
   live.on("reminder", onReminder);
+  live.on("limit:warning", onLimitWarning);
 }
 
 function stopLive() {
@@ -314,11 +251,11 @@ function stopLive() {
   live = null;
 }
 
-function showLiveState(state, refusal) {
+function showLiveState(liveState, refusal) {
   const line = $("live-state");
-  line.dataset.state = state;
-  if (state === "refused" && refusal?.code === "unauthorized") return showLogin(t("errors.session"));
-  if (state === "refused" && refusal?.code === "consent_required") {
+  line.dataset.state = liveState;
+  if (liveState === "refused" && refusal?.code === "unauthorized") return showLogin(t("errors.session"));
+  if (liveState === "refused" && refusal?.code === "consent_required") {
     stopLive();
     return showConsent();
   }
@@ -326,9 +263,9 @@ function showLiveState(state, refusal) {
     connecting: t("live.connecting"),
     reconnecting: t("live.reconnecting"),
     refused: refusal?.code === "taken_over" ? t("live.taken_over") : t("live.refused", { message: refusal?.message || "" }),
-  }[state];
+  }[liveState];
   line.textContent = text || "";
-  line.hidden = !text || state === "connecting";
+  line.hidden = !text || liveState === "connecting";
   return undefined;
 }
 
@@ -338,11 +275,11 @@ function onConsultationState(data) {
   if (data.state === "closed") return onConsultationClosed({ consultation_id: data.consultation_id, reason: data.close_reason || "finished" });
   consultation = { ...data };
   if (data.state === "waiting_patient") {
-    if (screen === "home") renderHome();
+    if (state.screen === "home") renderHome();
     return undefined;
   }
-  if (changed || screen === "waiting" || screen === "call") showConsultation(changed);
-  else if (screen === "home") renderHome();
+  if (changed || state.screen === "waiting" || state.screen === "call") showConsultation(changed);
+  else if (state.screen === "home") renderHome();
   return undefined;
 }
 
@@ -350,9 +287,9 @@ function onConsultationClosed(data) {
   if (consultation && data.consultation_id !== consultation.consultation_id) return;
   destroyCall();
   consultation = null;
-  closedNote = TEXTS[i18n.lang].closed[data.reason] || t("call.ended");
+  closedNote = words().closed[data.reason] || t("call.ended");
   toast(closedNote, { testid: "consultation-closed", passing: false });
-  if (screen === "waiting" || screen === "call" || location.hash === "#consultation") go("home");
+  if (state.screen === "waiting" || state.screen === "call" || location.hash === "#consultation") go("home");
 }
 
 /** The waiting or call screen for the open consultation, by its state. */
@@ -360,7 +297,7 @@ function showConsultation(focus) {
   const c = consultation;
   if (!c || !(WAITING.has(c.state) || IN_CALL.has(c.state))) {
     destroyCall();
-    if (screen === "waiting" || screen === "call") go("home");
+    if (state.screen === "waiting" || state.screen === "call") go("home");
     return;
   }
   if (location.hash !== "#consultation") history.replaceState(null, "", "#consultation");
@@ -368,9 +305,9 @@ function showConsultation(focus) {
   if (WAITING.has(c.state)) {
     destroyCall();
     renderWaiting(c);
-    if (screen !== "waiting") show("waiting", { focus });
+    if (state.screen !== "waiting") show("waiting", { focus });
   } else {
-    if (screen !== "call") show("call", { focus });
+    if (state.screen !== "call") show("call", { focus });
     renderCall(c);
   }
 }
@@ -378,7 +315,14 @@ function showConsultation(focus) {
 // --- home and the urgent consultation (R-URG-1) ---------------------------------------------
 
 async function renderHome() {
-  $("home-greeting").textContent = me ? t("home.hello", { name: me.full_name }) : "";
+  $("home-greeting").textContent = state.me ? t("home.hello", { name: state.me.full_name }) : "";
+  // R-ROUTE-1: a child's home offers the duty paediatrician, not the therapist.
+  const child = state.me?.duty_doctor && state.me.duty_doctor !== "therapist";
+  for (const [id, adult, young] of [["home-title", "home.title", "child.duty"], ["home-intro", "home.intro", "child.intro"]]) {
+    $(id).dataset.i18n = child ? young : adult;
+    $(id).textContent = t($(id).dataset.i18n);
+  }
+  $("home-title").dataset.duty = child ? "paediatrician" : "therapist";
   const open = $("home-open");
   open.replaceChildren();
   open.hidden = true;
@@ -425,7 +369,8 @@ async function startConsultation(payload) {
 function renderWaiting(c) {
   const doctor = c.state === "waiting_doctor";
   $("waiting-title").textContent = doctor ? t("waiting.title_doctor") : t("waiting.title");
-  $("waiting-who").textContent = doctor ? t("waiting.stay_doctor") : t("waiting.stay");
+  // R-URG-2 (seed 001): online, and do not hang up, while connecting to the consultant or doctor.
+  setText($("waiting-who"), doctor ? `${t("waiting.stay_doctor")} ${t("stay.doctor")}` : t("stay.consultant"));
   const seconds = c.estimated_wait_seconds;
   // A live region (aria-live): touched only when the words change, so nothing is re-announced.
   setText($("queue-position"), c.queue_position ? t("waiting.nth", { n: c.queue_position }) : "—");
@@ -466,7 +411,7 @@ document.querySelector('[data-testid="attach-documents"]').addEventListener("cli
     if (!chosen.length) throw new ApiError("pick_one", t("waiting.pick_one"));
     for (const id of chosen) await api.post(`/consultations/${consultation.consultation_id}/documents`, { document_id: id });
     consultation = { ...consultation, documents_required: false, documents_added: true }; // R-DOCS-1 satisfied
-    if (screen === "call") renderDocs(consultation, $("call-docs-slot"));
+    if (state.screen === "call") renderDocs(consultation, $("call-docs-slot"));
     else renderWaiting(consultation);
   });
 });
@@ -474,7 +419,9 @@ document.querySelector('[data-testid="attach-documents"]').addEventListener("cli
 document.querySelector('[data-testid="leave-queue"]').addEventListener("click", (event) => {
   if (!consultation) return;
   const id = consultation.consultation_id;
-  confirmThen(event.currentTarget, t("waiting.leave_confirm"), () => live.request("consultation:leave", { consultation_id: id }));
+  // Waiting for the doctor, leaving closes the whole consultation: the question says so (R-URG-2).
+  const question = consultation.state === "waiting_doctor" ? "waiting.leave_doctor_confirm" : "waiting.leave_confirm";
+  confirmThen(event.currentTarget, t(question), () => live.request("consultation:leave", { consultation_id: id }));
 });
 
 // --- the call screen (call.js, shared with the console) --------------------------------------
@@ -482,8 +429,10 @@ document.querySelector('[data-testid="leave-queue"]').addEventListener("click", 
 function renderCall(c) {
   const who = c.counterpart;
   document.querySelector('[data-screen="call"]').dataset.consultationId = c.consultation_id;
+  // The limit warning belongs to the doctor's leg; back with the consultant it is gone.
+  if (c.state !== "with_doctor") $("limit-warning").hidden = true;
   renderDocs(c, $("call-docs-slot"));
-  $("call-who").textContent = who ? t("call.with", { role: TEXTS[i18n.lang].role[who.role] || who.role, name: who.name || "" }) : "";
+  $("call-who").textContent = who ? t("call.with", { role: words().role[who.role] || who.role, name: who.name || "" }) : "";
   // One mounted call per consultation and counterpart: a transfer brings a new peer.
   const key = `${c.consultation_id}:${who?.role || ""}:${who?.name || ""}`;
   if (call?.key === key) return;
@@ -512,10 +461,51 @@ async function mountCallFor(c, key) {
     role: "patient",
     channel: c.channel,
     iceServers: c.ice_servers || live?.iceServers || [],
-    onHangup: () => live.request("consultation:leave", { consultation_id: c.consultation_id }),
+    onHangup: () => askHangup(c.consultation_id),
   };
   const handle = mountCall ? mountCall(root, options) : fallbackCall(root, options);
   call = { id: c.consultation_id, key, handle };
+}
+
+/** R-URG-2: the hang-up asks first; during the doctor's leg it returns the patient to the
+ * consultant (R-URG-5), the server deciding by the state (POST /consultations/{id}/hang-up). */
+function askHangup(consultationId) {
+  const holder = $("hangup-confirm");
+  const doctor = consultation?.state === "with_doctor";
+  const question = t(doctor ? "hangup.doctor" : "hangup.consultant");
+  const yes = el("button", { type: "button", class: "primary", testid: "confirm-yes" }, t("yes"));
+  const no = el("button", { type: "button", testid: "confirm-no" }, t("no"));
+  const box = el("div", { class: "confirm", role: "group", "aria-label": question, testid: "hangup-confirm" }, el("p", {}, question), yes, no);
+  const back = () => document.querySelector('#call-root [data-testid="hangup"]')?.focus();
+  no.addEventListener("click", () => { box.remove(); back(); });
+  yes.addEventListener("click", () => act(yes, async () => {
+    const after = await api.post(`/consultations/${consultationId}/hang-up`);
+    box.remove();
+    if (after.state === "with_consultant" || after.state === "waiting_consultant") toast(t("hangup.back"), { testid: "back-to-consultant" });
+  }));
+  holder.replaceChildren(box);
+  no.focus();
+}
+
+// R-SECOND: ask for a second opinion in the consultation the patient is in.
+$("call-opinion").addEventListener("click", () => {
+  state.opinionFor = consultation?.consultation_id || null;
+  go("opinions");
+});
+
+// R-FALLBACK-1: when the call cannot connect (or the patient is offline), the hotline shows.
+const FAILED_CALL = new Set(["failed", "offline", "no_devices"]);
+new MutationObserver(() => {
+  const line = $("call-root").querySelector('[data-testid="call-state"]');
+  $("call-hotline").hidden = !FAILED_CALL.has(line?.dataset.state);
+}).observe($("call-root"), { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+
+function onLimitWarning(data) {
+  if (data.consultation_id !== consultation?.consultation_id) return;
+  const box = $("limit-warning");
+  box.dataset.endsAt = data.ends_at;
+  box.textContent = t("limit.warning", { time: whenZ(data.ends_at, { timeStyle: "short" }) });
+  box.hidden = false;
 }
 
 function fallbackCall(root, { consultationId, onHangup }) {
@@ -529,6 +519,7 @@ function fallbackCall(root, { consultationId, onHangup }) {
 
 function destroyCall() {
   callMounting++;
+  $("hangup-confirm").replaceChildren();
   if (!call) return;
   try {
     call.handle?.destroy();
@@ -547,9 +538,9 @@ function onReminder(data) {
     await startConsultation({ channel: appointment?.channel || "video", appointment_id: data.appointment_id });
     box.remove();
   }));
-  const box = toast(t("reminder.text", { time: when(data.starts_at, { timeStyle: "short" }) }), { testid: "reminder", actions: [join], sticky: true });
+  const box = toast(t("reminder.text", { time: whenZ(data.starts_at, { timeStyle: "short" }) }), { testid: "reminder", actions: [join], sticky: true });
   box.dataset.appointmentId = data.appointment_id;
-  if (screen === "home") renderHome();
+  if (state.screen === "home") renderHome();
 }
 
 async function findAppointment(id) {
@@ -557,68 +548,14 @@ async function findAppointment(id) {
   return items.find((a) => a.appointment_id === id);
 }
 
-// --- booking (R-SCH 1, R-CANCEL-1) ------------------------------------------------------------
-
-for (const input of document.querySelectorAll('input[name="book-role"]')) input.addEventListener("change", loadSlots);
+// --- booking (R-SCH-2, R-CANCEL-1) ------------------------------------------------------------
 
 async function loadBooking() {
   await Promise.all([loadSlots(), loadAppointments()]);
 }
 
-async function loadSlots() {
-  chosenSlot = null;
-  $("slot-chosen").textContent = "";
-  document.querySelector('[data-testid="book-confirm"]').disabled = true;
-  const role = document.querySelector('input[name="book-role"]:checked').value;
-  const box = $("slots");
-  try {
-    const { slots } = await api.get(`/slots?role=${role}`);
-    const byDay = new Map();
-    for (const slot of slots) {
-      const day = when(slot.starts_at, { weekday: "short", day: "numeric", month: "short" });
-      if (!byDay.has(day)) byDay.set(day, []);
-      byDay.get(day).push(slot);
-    }
-    const days = [...byDay].slice(0, 14);
-    if (!days.length) return box.replaceChildren(el("p", {}, t("booking.none")));
-    // One day at a time: a row of days, then that day's free times.
-    const times = el("div", { class: "times" });
-    const pickDay = (index) => {
-      for (const [i, button] of dayButtons.entries()) button.setAttribute("aria-pressed", String(i === index));
-      times.replaceChildren(...days[index][1].map((slot) => el("button", {
-        type: "button",
-        testid: "slot",
-        "data-slot-id": slot.slot_id,
-        "aria-pressed": String(chosenSlot?.slot_id === slot.slot_id),
-        "aria-label": `${when(slot.starts_at)}, ${slot.doctor_name}`,
-        onclick: (event) => chooseSlot(slot, event.currentTarget),
-      }, el("span", { class: "time" }, when(slot.starts_at, { timeStyle: "short" })), el("span", { class: "doc" }, slot.doctor_name))));
-    };
-    const dayButtons = days.map(([day], index) => el("button", { type: "button", testid: "slot-day", onclick: () => pickDay(index) }, day));
-    box.replaceChildren(el("div", { class: "days", role: "group", "aria-label": t("booking.day") }, ...dayButtons), times);
-    pickDay(0);
-  } catch (error) {
-    say(explain(error));
-  }
-  return undefined;
-}
-
-function chooseSlot(slot, button) {
-  chosenSlot = slot;
-  for (const other of document.querySelectorAll('[data-testid="slot"]')) other.setAttribute("aria-pressed", String(other === button));
-  $("slot-chosen").textContent = t("booking.chosen", { time: when(slot.starts_at), doctor: slot.doctor_name });
-  document.querySelector('[data-testid="book-confirm"]').disabled = false;
-}
-
-document.querySelector('[data-testid="book-confirm"]').addEventListener("click", (event) => {
-  if (!chosenSlot) return;
-  act(event.currentTarget, async () => {
-    const channel = document.querySelector('input[name="book-channel"]:checked').value;
-    const made = await api.post("/appointments", { slot_id: chosenSlot.slot_id, channel });
-    toast(t("booking.booked", { time: when(made.starts_at) }), { testid: "booked" });
-    await loadBooking();
-  });
-});
+// A booking made on the slots screen (booking.js) shows in "my appointments" at once.
+window.addEventListener("telemed:booked", () => loadAppointments());
 
 async function loadAppointments() {
   try {
@@ -632,12 +569,12 @@ async function loadAppointments() {
 
 function renderAppointments(list, items, emptyKey) {
   if (!items.length) return list.replaceChildren(el("li", { class: "empty" }, t(emptyKey)));
-  const state = TEXTS[i18n.lang].state;
+  const stateWords = words().state;
   list.replaceChildren(...items.map((a) => {
     const open = a.state === "booked";
     const item = el("li", { testid: "appointment", "data-appointment-id": a.appointment_id, "data-state": a.state },
-      el("strong", {}, when(a.starts_at)),
-      el("span", {}, ` · ${TEXTS[i18n.lang].kind[a.kind] || a.kind} · ${t(`channel.${a.channel}`)} · ${state[a.state] || a.state}`),
+      el("strong", {}, whenZ(a.starts_at)),
+      el("span", {}, ` · ${words().kind[a.kind] || a.kind} · ${t(`channel.${a.channel}`)} · ${stateWords[a.state] || a.state}`),
       a.requires_documents ? el("p", { class: "hint", testid: "appointment-docs" }, t("booking.docs")) : null);
     if (open) {
       const actions = el("div", { class: "actions" },
@@ -647,7 +584,7 @@ function renderAppointments(list, items, emptyKey) {
           confirmThen(event.currentTarget, t("booking.cancel_confirm"), async () => {
             await api.post(`/appointments/${a.appointment_id}/cancel`);
             toast(t("booking.cancelled"), { testid: "appointment-cancelled" });
-            if (screen === "booking") await loadBooking();
+            if (state.screen === "booking") await loadBooking();
             else renderHome();
           });
         } }, t("booking.cancel")));
@@ -658,182 +595,7 @@ function renderAppointments(list, items, emptyKey) {
   return undefined;
 }
 
-// --- the medical card (R-DOCS-1) --------------------------------------------------------------
-
-async function uploadFiles(files) {
-  for (const file of files) {
-    $("card-status").textContent = t("card.uploading");
-    const form = new FormData();
-    form.append("file", file, file.name);
-    await api.upload("/documents", form);
-    $("card-status").textContent = t("card.uploaded", { name: file.name });
-  }
-}
-
-$("doc-upload").addEventListener("change", (event) => {
-  const input = event.currentTarget;
-  act(null, async () => {
-    try {
-      await uploadFiles(input.files);
-    } finally {
-      input.value = "";
-    }
-    await loadCard();
-  });
-});
-
-function size(bytes) {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
-
-async function loadCard() {
-  try {
-    const { items } = await api.get("/documents");
-    const list = $("documents");
-    if (!items.length) return list.replaceChildren(el("li", { class: "empty" }, t("card.none")));
-    list.replaceChildren(...items.map((doc) => el("li", { testid: "document", "data-document-id": doc.document_id },
-      el("strong", {}, doc.filename), el("span", {}, ` · ${size(doc.size)} · ${when(doc.created_at)}`))));
-  } catch (error) {
-    say(explain(error));
-  }
-  return undefined;
-}
-
-// --- the calendar (R-CONCL-1, R-CAL-1) and My records ------------------------------------------
-
-function conclusionBlock(summary) {
-  return el("div", { class: "conclusion", testid: "conclusion" },
-    el("p", {}, el("strong", {}, `${t("calendar.conclusion")}: `), summary.text),
-    summary.recommendations ? el("p", {}, el("strong", {}, `${t("calendar.recommendations")}: `), summary.recommendations) : null,
-    summary.doctor_name ? el("p", { class: "hint" }, `${t("calendar.doctor")}: ${summary.doctor_name}`) : null);
-}
-
-/** The server's title, without the "cancelled" it starts with: the status mark says it once. */
-function eventTitle(event) {
-  return event.status === "cancelled" ? event.title.replace(/^Отменено\.\s*/u, "") : event.title;
-}
-
-async function loadCalendar() {
-  try {
-    const calendar = await api.get("/calendar");
-    $("calendar-zone").textContent = t("calendar.zone", { zone: calendar.timezone });
-    const list = $("calendar");
-    const events = [...calendar.events].sort((a, b) => b.starts_at.localeCompare(a.starts_at));
-    if (!events.length) return list.replaceChildren(el("li", { class: "empty" }, t("calendar.none")));
-    const state = TEXTS[i18n.lang].state;
-    list.replaceChildren(...events.map((event) => el("li", { testid: "calendar-event", "data-type": event.type, "data-status": event.status },
-      el("strong", {}, `${when(event.starts_at)} – ${when(event.ends_at, { timeStyle: "short" })}`),
-      el("p", {}, `${eventTitle(event)} · `, el("span", { class: `status status-${event.status}`, testid: "event-status" }, state[event.status] || event.status)),
-      event.conclusion ? conclusionBlock(event.conclusion) : null)));
-  } catch (error) {
-    say(explain(error));
-  }
-  return undefined;
-}
-
-// The secret iCalendar feed (R-CAL-1): the server keeps only its hash, so the link is shown
-// once, right after it is made; a new one replaces it, and it can be turned off.
-
-function showFeed(feed) {
-  $("feed-box").hidden = !feed;
-  $("feed-url").value = feed?.url || "";
-  if (feed) $("feed-webcal").href = feed.webcal_url;
-  const create = document.querySelector('[data-testid="feed-create"]');
-  create.dataset.i18n = feed ? "feed.rotate" : "feed.create";
-  create.textContent = t(create.dataset.i18n);
-}
-
-document.querySelector('[data-testid="feed-create"]').addEventListener("click", (event) => {
-  act(event.currentTarget, async () => {
-    showFeed(await api.post("/calendar/feed"));
-    $("feed-status").textContent = t("feed.created");
-    $("feed-url").focus();
-    $("feed-url").select();
-  });
-});
-
-document.querySelector('[data-testid="feed-copy"]').addEventListener("click", async () => {
-  try {
-    await navigator.clipboard.writeText($("feed-url").value);
-    $("feed-status").textContent = t("feed.copied");
-  } catch {
-    $("feed-url").select();
-    $("feed-status").textContent = t("feed.copy_failed");
-  }
-});
-
-document.querySelector('[data-testid="feed-revoke"]').addEventListener("click", (event) => {
-  confirmThen(event.currentTarget, t("feed.revoke_confirm"), async () => {
-    await api.delete("/calendar/feed");
-    showFeed(null);
-    $("feed-status").textContent = t("feed.revoked");
-  });
-});
-
-async function loadRecords() {
-  try {
-    const { items } = await api.get("/records");
-    const list = $("records");
-    if (!items.length) return list.replaceChildren(el("li", { class: "empty" }, t("records.none")));
-    const state = TEXTS[i18n.lang].state;
-    list.replaceChildren(...items.map((record) => {
-      const item = el("li", { testid: "record", "data-consultation-id": record.consultation_id },
-        el("strong", {}, when(record.created_at)),
-        el("p", {}, `${TEXTS[i18n.lang].kind[record.kind] || record.kind} · ${t(`channel.${record.channel}`)} · ${state[record.close_reason] || state[record.state] || record.state}`));
-      if (record.conclusion_id) {
-        const button = el("button", { type: "button", testid: "record-conclusion" }, t("records.show"));
-        button.addEventListener("click", () => act(button, async () => {
-          const conclusion = await api.get(`/conclusions/${record.conclusion_id}`);
-          button.replaceWith(conclusionBlock(conclusion));
-        }));
-        item.append(button);
-      } else {
-        item.append(el("p", { class: "hint" }, t("records.no_conclusion")));
-      }
-      return item;
-    }));
-  } catch (error) {
-    say(explain(error));
-  }
-  return undefined;
-}
-
-// --- profile (R-CAL-1) ------------------------------------------------------------------------
-
-const RUSSIAN_ZONES = ["Europe/Kaliningrad", "Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg", "Asia/Omsk",
-  "Asia/Novosibirsk", "Asia/Krasnoyarsk", "Asia/Irkutsk", "Asia/Yakutsk", "Asia/Vladivostok", "Asia/Magadan", "Asia/Kamchatka"];
-
-function renderProfile() {
-  if (!me) return;
-  $("profile-name").textContent = me.full_name;
-  $("profile-phone").textContent = me.phone || "—";
-  $("profile-birth").textContent = me.birth_date
-    ? new Intl.DateTimeFormat(i18n.lang, { dateStyle: "long", timeZone: "UTC" }).format(new Date(me.birth_date)) : "—";
-  $("profile-saved").textContent = "";
-  $("profile-consent").textContent = me.consent_accepted_at ? t("profile.consent_given", {
-    date: new Intl.DateTimeFormat(i18n.lang, { dateStyle: "long", timeZone: zone() }).format(new Date(me.consent_accepted_at)),
-    version: me.consent_version || "",
-  }) : "";
-  const select = $("timezone");
-  const all = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : RUSSIAN_ZONES;
-  const others = all.filter((z) => !RUSSIAN_ZONES.includes(z));
-  if (me.timezone && !all.includes(me.timezone) && !RUSSIAN_ZONES.includes(me.timezone)) others.unshift(me.timezone);
-  const option = (z) => el("option", { value: z, selected: z === me.timezone }, z.replace(/_/g, " "));
-  select.replaceChildren(
-    el("optgroup", { label: "Россия / Russia" }, ...RUSSIAN_ZONES.map(option)),
-    el("optgroup", { label: "—" }, ...others.map(option)));
-  select.value = me.timezone || "Europe/Moscow";
-}
-
-$("profile-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  act(event.submitter, async () => {
-    me = await api.patch("/me", { timezone: $("timezone").value });
-    $("profile-saved").textContent = t("profile.saved");
-  });
-});
+// --- profile: the consent (R-CONSENT-1); the time zone is in zones.js ---------------------------
 
 // R-CONSENT-1: the consent can be withdrawn; everything else closes until it is given again.
 document.querySelector('[data-testid="consent-withdraw"]').addEventListener("click", (event) => {
@@ -841,80 +603,11 @@ document.querySelector('[data-testid="consent-withdraw"]').addEventListener("cli
     await api.delete("/me/consent");
     stopLive();
     showFeed(null);
-    me = await api.get("/me");
+    state.me = await api.get("/me");
     history.replaceState(null, "", location.pathname);
     await showConsent();
   });
 });
-
-// --- the connection check (R-DEV), shared logic in devicecheck.js ------------------------------
-
-let checking = false;
-let checkCall = null;
-let stopLevel = () => {};
-
-function prepareCheck() {
-  const chosen = document.querySelector('input[name="channel"]:checked')?.value || "video";
-  if (!checking) for (const input of document.querySelectorAll('input[name="check-channel"]')) input.checked = input.value === chosen;
-}
-
-function checkPreview(stream) {
-  stopLevel();
-  $("check-preview").closest(".preview").hidden = !stream;
-  $("check-preview").srcObject = stream;
-  stopLevel = stream ? levelMeter(stream, (level) => { $("check-level").value = level; }) : () => {};
-}
-
-function renderVerdict(verdict) {
-  const names = TEXTS[i18n.lang].check.names;
-  $("check-list").replaceChildren(...verdict.checks.map((check) => el("li", { "data-check": check.name, "data-ok": String(check.ok) },
-    el("strong", {}, `${names[check.name] || check.name}: `),
-    el("span", { class: "mark" }, check.ok ? `✓ ${t("check.pass")}` : `✗ ${t("check.failed")}`),
-    el("div", {}, `${t("check.actual")}: ${check.actual}. ${t("check.required")}: ${check.required}.`),
-    check.advice ? el("p", { class: "advice" }, check.advice) : null)));
-  const result = $("check-result");
-  result.dataset.verdict = verdict.ok ? "ok" : "fail";
-  result.hidden = false;
-  $("check-verdict").textContent = verdict.ok ? t("check.ok") : t("check.fail");
-  $("check-verdict").focus();
-}
-
-document.querySelector('[data-testid="check-run"]').addEventListener("click", async (event) => {
-  if (checking) return;
-  const button = event.currentTarget;
-  const channel = document.querySelector('input[name="check-channel"]:checked').value;
-  checking = true;
-  button.disabled = true;
-  $("check-result").hidden = true;
-  delete $("check-result").dataset.verdict;
-  say("");
-  try {
-    const { verdict } = await runCheck(checkClient(api.session.token), {
-      channel,
-      lang: i18n.lang,
-      say: (key, vars) => { $("check-status").textContent = t(`check.${key}`, vars); },
-      onStream: checkPreview,
-      onCall: (id) => { checkCall = id; },
-    });
-    $("check-status").textContent = "";
-    renderVerdict(verdict);
-    // The home screen starts with the channel just checked.
-    for (const input of document.querySelectorAll('input[name="channel"]')) input.checked = input.value === channel;
-  } catch (error) {
-    $("check-status").textContent = t("check.error", { message: error.message });
-  } finally {
-    checking = false;
-    button.disabled = false;
-    button.dataset.i18n = "check.again";
-    button.textContent = t("check.again");
-  }
-});
-
-addEventListener("pagehide", () => {
-  if (checkCall && api.session) checkClient(api.session.token).forget(checkCall);
-});
-
-document.querySelector('[data-testid="check-continue"]').addEventListener("click", () => go("home"));
 
 // --- language and start-up ------------------------------------------------------------------
 
@@ -928,14 +621,29 @@ function markLanguage() {
 
 i18n.onChange(() => {
   markLanguage();
+  renderHotlines();
   // Texts built from data: draw the current screen again.
-  if (screen === "waiting" && consultation) renderWaiting(consultation);
-  else if (screen === "call" && consultation) renderCall(consultation);
-  else if (screen && screen !== "login" && screen !== "consent" && screen !== "check") show(screen, { focus: false });
+  if (state.screen === "waiting" && consultation) renderWaiting(consultation);
+  else if (state.screen === "call" && consultation) renderCall(consultation);
+  else if (state.screen === "conclusion" || state.screen === "timezone") route();
+  else if (state.screen && state.screen !== "login" && state.screen !== "consent" && state.screen !== "check") show(state.screen, { focus: false });
   if (live) showLiveState(live.state, live.refusal);
 });
 
+/** R-FALLBACK-1: every hotline slot (login, check, call) says the number of clinic.hotline. */
+function renderHotlines() {
+  for (const slot of document.querySelectorAll("[data-hotline]")) slot.replaceChildren(hotlineBox(slot.dataset.hotline));
+}
+
 window.addEventListener("hashchange", route);
+// The menu item of the screen shown reloads it (no hashchange then): fresh data on demand.
+for (const link of document.querySelectorAll("#nav a")) {
+  link.addEventListener("click", () => { if (link.getAttribute("href") === location.hash) route(); });
+}
 markLanguage();
-if (api.session) enter();
-else showLogin();
+// The public config (the hotline) first: a patient who cannot log in still sees whom to call.
+api.get("/config").then((config) => { Object.assign(state.config, config); }).catch(() => {}).finally(() => {
+  renderHotlines();
+  if (api.session) enter();
+  else showLogin();
+});

@@ -307,6 +307,17 @@ export function mountCall(
 
   // --- chat ---
   const seen = new Set();
+  // R-SECOND: the delivered conclusion's link (/#/conclusions/ID) opens it; the rest is text.
+  function chatText(text) {
+    const span = el("span", { class: "chat-text" });
+    const parts = String(text ?? "").split(/(\/#\/conclusions\/[\w-]+)/);
+    for (const part of parts) {
+      if (/^\/#\/conclusions\/[\w-]+$/.test(part)) {
+        span.append(el("a", { href: part, "data-testid": "chat-conclusion-link", text: part }));
+      } else if (part) span.append(document.createTextNode(part));
+    }
+    return span;
+  }
   function addMessage(m) {
     if (m.consultation_id && m.consultation_id !== consultationId) return;
     if (seen.has(m.message_id)) return;
@@ -321,7 +332,7 @@ export function mountCall(
       "li",
       { class: `chat-message${mine ? " is-mine" : ""}`, "data-testid": "chat-message" },
       el("span", { class: "chat-meta", text: `${who} · ${time}` }),
-      el("span", { class: "chat-text", text: m.text }),
+      chatText(m.text),
     );
     if (m.documents?.length) {
       const list = el("ul", { class: "chat-files" });
