@@ -151,6 +151,9 @@ export const STRINGS = {
       sign: "Подписать заключение",
       signed: "Заключение подписано",
       documents: "Документы",
+      book_title: "По просьбе пациента: консультация специалиста ({name})",
+      book: "Записать к специалисту",
+      booked: "Записан(а) к специалисту на {time}; сообщите пациенту",
     },
     errors: {
       network_error: "Нет связи с сервером",
@@ -355,6 +358,9 @@ export const STRINGS = {
       sign: "Sign the conclusion",
       signed: "Conclusion signed",
       documents: "Documents",
+      book_title: "On the patient's request: a consultation with {name}",
+      book: "Book the specialist",
+      booked: "Booked with the specialist for {time}; inform the patient",
     },
     errors: {
       network_error: "No connection to the server",
