@@ -60,7 +60,7 @@ async def console_shots(who: Person, name: str) -> None:
 
 async def working_hours(stage: Stage, doctor_id: str) -> None:
     """Set-up by the administrator (not a role under test): Thursdays 13:00-17:00 Moscow."""
-    admin, _ = await staff_token(stage.app, Role.ADMIN, "admin")
+    admin, _ = await staff_token(stage.app, Role.ADMIN, f"hours-{doctor_id[:12]}")
     resp = await stage.app.client.put(
         f"/api/v1/doctors/{doctor_id}/working-hours",
         json={
@@ -510,13 +510,15 @@ async def test_second_opinion_assigned_read_in_the_viewer_concluded_and_delivere
     """R-SECOND, R-DOCS-1: the consultant assigns (the due date counts 14 working days), the
     specialist opens both documents in the console's viewer (image and PDF from the
     authenticated fetch), writes and signs the conclusion, the consultant delivers it into
-    the patient's chat (its link and the patient's pages are the patient app's)."""
+    the patient's chat (its link and the patient's pages are the patient app's) and, on the
+    patient's request, books the specialist from the same screen."""
     import base64
 
     stage = await open_stage(start_app, sqlite_url, tmp_path)
     await stage.add_patients(ADULT)
     await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")
-    await stage.add_staff(Role.SPECIALIST, "vera", "Вера Специалист")
+    specialist_id = await stage.add_staff(Role.SPECIALIST, "vera", "Вера Специалист")
+    await working_hours(stage, specialist_id)
 
     async with chromium(camera_file(tmp_path)) as browser:
         consultant = await person(browser, DESK, "consultant")
@@ -623,5 +625,18 @@ async def test_second_opinion_assigned_read_in_the_viewer_concluded_and_delivere
             "data-state", "delivered", timeout=WAIT
         )
         await expect(case).to_have_count(0)  # delivered: no longer an open request
+
+        # On the patient's request the consultant books the specialist from the same screen.
+        await expect(c.get_by_test_id("second-slot")).to_contain_text("13:00", timeout=WAIT)
+        await c.get_by_test_id("second-channel").select_option("video")
+        await console_shots(consultant, "console-second-book")
+        await c.get_by_test_id("second-book").click()
+        await expect(c.get_by_test_id("second-status")).to_contain_text(
+            "Записан(а) к специалисту", timeout=WAIT
+        )
+        await expect(c.get_by_test_id("second-book")).to_have_count(0, timeout=WAIT)
+        day = c.get_by_test_id("day-item")
+        await expect(day).to_have_count(1, timeout=WAIT)
+        await expect(day).to_contain_text("Вера Специалист")
         for who in (consultant, specialist):
             assert who.errors == [], who.errors

@@ -88,7 +88,7 @@ function informingMark(a) {
     "data-informing": done ? "done" : "due",
     text: t(done ? "day.informed" : "day.inform_due", { via: t(`notify.${a.notify_via}`) }),
   });
-  if (done || a.notify_via === "chat" || a.notify_via === "push") return node;
+  if (done || a.notify_via === "push") return node; // push/SMS: the outbox says when it went
   const confirm = el("button", { type: "button", "data-testid": "confirm-informed", text: t("day.confirm_informed") });
   confirm.addEventListener("click", async () => {
     showError($("day-error"), null);

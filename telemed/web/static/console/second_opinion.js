@@ -4,8 +4,9 @@
 // viewer and writes and signs the conclusion here.
 
 import { el } from "/static/js/dom.js";
+import { loadDay } from "./day.js";
 import { documentList } from "./documents.js";
-import { $, api, i18n, isConsultant, on, s, showError, t } from "./state.js";
+import { $, api, i18n, isConsultant, on, s, showError, t, zonedTime } from "./state.js";
 
 const ROLES = new Set(["consultant", "specialist"]);
 let cases = [];
@@ -88,6 +89,7 @@ function consultantActions(c) {
     );
     out.push(el("div", { class: "actions" }, el("label", { for: "second-specialist", text: t("second.specialist") }), select, assign));
   }
+  if ((c.state === "concluded" || c.state === "delivered") && c.specialist_id && !c.appointment_id) out.push(bookSpecialist(c));
   if (c.state === "concluded") {
     const deliver = el("button", { type: "button", class: "primary", "data-testid": "second-deliver", text: t("second.deliver") });
     deliver.addEventListener("click", () =>
@@ -99,6 +101,46 @@ function consultantActions(c) {
     out.push(el("div", { class: "actions" }, deliver));
   }
   return out;
+}
+
+/** On the patient's request, a consultation with the opinion's specialist (R-SECOND, seed
+ * 000): their free slots in the patient's time zone, named. */
+function bookSpecialist(c) {
+  const select = el("select", { id: "second-slot", "data-testid": "second-slot" });
+  const channel = el(
+    "select",
+    { id: "second-channel", "data-testid": "second-channel" },
+    ...["video", "audio", "chat"].map((ch) => el("option", { value: ch, text: t(`channel.${ch}`) })),
+  );
+  const book = el("button", { type: "button", "data-testid": "second-book", text: t("second.book") });
+  const box = el(
+    "div",
+    { class: "grid-form second-book" },
+    el("h3", { class: "span", text: t("second.book_title", { name: c.specialist_name || "" }) }),
+    el("label", { for: "second-slot", text: t("tools.slots") }),
+    select,
+    el("label", { for: "second-channel", text: t("tools.channel") }),
+    channel,
+    el("div", { class: "form-actions" }, book),
+  );
+  let zone = "Europe/Moscow";
+  const query = new URLSearchParams({ role: "specialist", doctor_id: c.specialist_id, patient_id: c.patient_id });
+  api
+    .get(`/slots?${query}`)
+    .then((data) => {
+      zone = data.time_zone || zone;
+      select.replaceChildren(...data.slots.slice(0, 60).map((slot) => el("option", { value: slot.starts_at, text: zonedTime(slot.starts_at, zone) })));
+      book.disabled = data.slots.length === 0;
+    })
+    .catch((err) => showError($("second-error"), err));
+  book.addEventListener("click", () =>
+    act(async () => {
+      const booked = await api.post(`/second-opinions/${c.second_opinion_id}/appointment`, { starts_at: select.value, channel: channel.value });
+      $("second-status").textContent = t("second.booked", { time: zonedTime(booked.starts_at, zone) });
+      loadDay();
+    }),
+  );
+  return box;
 }
 
 function conclusionForm(c) {
