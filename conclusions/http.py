@@ -416,7 +416,7 @@ def register(api: Api) -> None:
         svc = services(call.request)
         now = svc.clock.now()
         cal = await calendar.load_calendar(svc.db, call.me.id, call.body.start, call.body.end, now)
-        return _ics(ical.render(cal, now=now, base_url=base_url(call.request)))
+        return _ics(ical.render(cal, base_url=base_url(call.request)))
 
     @api.route(
         "POST",
@@ -604,7 +604,7 @@ async def ical_feed(request: web.Request) -> web.Response:
         raise ConsentRequired()
     now = svc.clock.now()
     cal = await calendar.load_calendar(svc.db, patient_id, None, None, now)
-    return _ics(ical.render(cal, now=now, base_url=base_url(request)))
+    return _ics(ical.render(cal, base_url=base_url(request)))
 
 
 async def fhir_reader(request: web.Request) -> Reader:
