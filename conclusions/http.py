@@ -29,7 +29,7 @@ from conclusions.service import (
 from telemed.consultation import Channel
 from telemed.context import REPLAN, client_addr, services
 from telemed.errors import ConsentRequired, Forbidden, NotFound, TelemedError
-from telemed.http.api import Api, Body, Call, Out, bearer_token
+from telemed.http.api import Api, Body, Call, Out, bearer_token, error_headers
 from telemed.models import Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.audit import Who
@@ -630,12 +630,14 @@ def fhir_view(read: FhirRead) -> Callable[[web.Request], Awaitable[web.Response]
             svc = services(request)
             export = FhirExport(svc.db, svc.clock, svc.settings.rules)
             resource = await read(export, request.match_info["id"], reader, request)
-            status = 200
+            status, headers = 200, {}
         except TelemedError as exc:
             resource, status = outcome_resource(exc), exc.status
+            headers = error_headers(exc, request)
         return web.Response(
             body=resource.model_dump_json(by_alias=True, exclude_none=True),
             status=status,
+            headers=headers,
             content_type=FHIR_JSON,
             charset="utf-8",
         )

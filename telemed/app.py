@@ -38,7 +38,7 @@ from telemed.http import (
     views_patients,
     views_queues,
 )
-from telemed.http.api import Api, bearer_token
+from telemed.http.api import Api, bearer_token, error_headers
 from telemed.notify import Sender, build_sender
 from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
@@ -63,21 +63,24 @@ SCHEDULER = web.AppKey("scheduler", SchedulerRunner)
 Middleware = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(error: TelemedError) -> web.Response:
-    """The one REST shape of an error: `{"error": {"code", "message"}}`."""
+def error_response(error: TelemedError, request: web.Request | None = None) -> web.Response:
+    """The one REST shape of an error: `{"error": {"code", "message"}}`, with the headers its
+    status calls for (`Allow`, `WWW-Authenticate`, `Retry-After`)."""
     metrics.count_rest_error(error)
-    response = web.json_response({"error": error.to_dict()}, status=error.status)
-    retry = error.details.get("retry_after_seconds")
-    if retry is not None:
-        response.headers["Retry-After"] = str(retry)
-    return response
+    return web.json_response(
+        {"error": error.to_dict()}, status=error.status, headers=error_headers(error, request)
+    )
 
 
-_HTTP_ERRORS: dict[int, type[TelemedError]] = {
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-}
+def http_error(exc: web.HTTPException) -> TelemedError:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large) as our error."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(exc.allowed_methods)
+    if exc.status == 404:
+        return NotFound()
+    if exc.status == 413:
+        return PayloadTooLarge()
+    return _plain(exc.status, exc.reason)
 
 
 @web.middleware
@@ -85,17 +88,14 @@ async def errors_middleware(request: web.Request, handler: Middleware) -> web.St
     try:
         response = await handler(request)
     except TelemedError as exc:
-        return error_response(exc)
+        return error_response(exc, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        mapped = _HTTP_ERRORS.get(exc.status)
-        if mapped is None:
-            return error_response(_plain(exc.status, exc.reason))
-        return error_response(mapped())
+        return error_response(http_error(exc), request)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(InternalError())
+        return error_response(InternalError(), request)
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -8,6 +8,7 @@ refused handshakes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -76,6 +77,10 @@ class MethodNotAllowed(TelemedError):
     code = "method_not_allowed"
     status = 405
     default_message = "This method is not allowed here."
+
+    def __init__(self, allow: Iterable[str], message: str | None = None) -> None:
+        super().__init__(message)
+        self.allow = sorted(set(allow))  # the `Allow` header a 405 must carry (RFC 9110)
 
 
 class Conflict(TelemedError):

@@ -21,6 +21,7 @@ from telemed.errors import (
     BadRequest,
     ConsentRequired,
     Forbidden,
+    MethodNotAllowed,
     PayloadTooLarge,
     TelemedError,
     ValidationFailed,
@@ -240,6 +241,24 @@ class Api:
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
         }
+
+
+def error_headers(error: TelemedError, request: web.Request | None = None) -> dict[str, str]:
+    """The headers an error's status calls for, for every transport over HTTP (REST, FHIR):
+    `Retry-After`, `WWW-Authenticate: Bearer` on a 401 (RFC 6750: `invalid_token` when a
+    token was sent), `Allow` on a 405 (RFC 9110)."""
+    headers: dict[str, str] = {}
+    retry = error.details.get("retry_after_seconds")
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    if error.status == 401:
+        challenge = 'Bearer realm="telemed"'
+        if request is not None and bearer_token(request):
+            challenge += ', error="invalid_token"'
+        headers["WWW-Authenticate"] = challenge
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allow)
+    return headers
 
 
 def bearer_token(request: web.Request) -> str | None:
