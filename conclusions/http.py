@@ -29,7 +29,7 @@ from conclusions.service import (
 from telemed.consultation import Channel
 from telemed.context import REPLAN, client_addr, services
 from telemed.errors import ConsentRequired, Forbidden, NotFound, TelemedError
-from telemed.http.api import Api, Body, Call, Out, bearer_token, error_headers
+from telemed.http.api import Api, Body, Call, Out, QueryTime, bearer_token, error_headers
 from telemed.models import Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.audit import Who
@@ -93,8 +93,8 @@ class PendingOut(Out):
 
 
 class CalendarQuery(Body):
-    start: datetime | None = Field(default=None, alias="from")
-    end: datetime | None = Field(default=None, alias="to")
+    start: QueryTime | None = Field(default=None, alias="from")
+    end: QueryTime | None = Field(default=None, alias="to")
 
 
 class SummaryOut(Out):
