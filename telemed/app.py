@@ -8,6 +8,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import text
 
 from conclusions import http as conclusions_http
@@ -21,6 +22,7 @@ from telemed.config import Settings, SmsSettings
 from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
 from telemed.db import Database, create_engine, upgrade_schema
 from telemed.errors import (
+    BadRequest,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -93,6 +95,8 @@ async def errors_middleware(request: web.Request, handler: Middleware) -> web.St
         if exc.status < 400:
             raise
         return error_response(http_error(exc), request)
+    except HttpProcessingError:  # a body aiohttp's parsers refuse, e.g. a bad multipart header
+        return error_response(BadRequest("The request body could not be read."), request)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(InternalError(), request)

@@ -17,6 +17,7 @@ Phone = Annotated[
         min_length=3,
         max_length=32,
         examples=["+7 916 123-45-67"],
+        pattern=r"^\+?[0-9][0-9 ()\-]+$",
         # A number of the numbering plan, in any common form: more than a pattern can say.
         json_schema_extra={"format": "phone"},
     ),

@@ -248,6 +248,7 @@ def register(api: Api) -> None:
         roles=PATIENT,
         raw_body=True,
         consumes="application/octet-stream",
+        raw_schema={"type": "string", "format": "binary", "minLength": 1},
         response=ProbeOut,
         tag="device-check",
     )

@@ -118,7 +118,7 @@ def register(api: Api) -> None:
             "type": "object",
             "required": ["file"],
             "properties": {"file": {"type": "string", "format": "binary"}},
-            "additionalProperties": False,
+            "additionalProperties": True,  # other fields are skipped (see _file_part)
         },
         tag="documents",
     )
