@@ -69,6 +69,8 @@ def error_response(error: TelemedError, request: web.Request | None = None) -> w
     """The one REST shape of an error: `{"error": {"code", "message"}}`, with the headers its
     status calls for (`Allow`, `WWW-Authenticate`, `Retry-After`)."""
     metrics.count_rest_error(error)
+    if request is not None and (request.path == "/fhir" or request.path.startswith("/fhir/")):
+        return conclusions_http.fhir_error(error, request)  # FHIR clients read OperationOutcome
     return web.json_response(
         {"error": error.to_dict()}, status=error.status, headers=error_headers(error, request)
     )
