@@ -28,7 +28,6 @@ from telemed.errors import (
     NotFound,
     PayloadTooLarge,
     TelemedError,
-    VendorMissing,
 )
 from telemed.http import (
     views_appointments,
@@ -52,13 +51,11 @@ from telemed.services.queue import QueueService
 
 log = logging.getLogger("telemed.app")
 WEB_DIR = Path(__file__).parent / "web"
-# Front-end packages installed by `npm ci` (package.json at the project root); the pages
-# import them as ES modules from /vendor/.
-NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
-VENDOR_FILES = {
-    "socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
-    "socket.io.esm.min.js.map": "socket.io-client/dist/socket.io.esm.min.js.map",
-}
+# The pages' front-end package (socket.io-client) ships inside the package, pinned to
+# package-lock.json by vendor.json (scripts/vendor.py refreshes it); the pages import it as
+# an ES module from /vendor/, so an installed wheel needs no Node.js.
+VENDOR_DIR = WEB_DIR / "static" / "vendor"
+VENDOR_FILES = frozenset({"socket.io.esm.min.js", "socket.io.esm.min.js.map", "LICENSE"})
 API = web.AppKey("api", Api)
 SIGNALLING = web.AppKey("signalling", Signalling)
 SCHEDULER = web.AppKey("scheduler", SchedulerRunner)
@@ -257,14 +254,10 @@ def create_app(
         return web.FileResponse(WEB_DIR / "console.html")
 
     async def vendor(request: web.Request) -> web.StreamResponse:
-        relative = VENDOR_FILES.get(request.match_info["name"])
-        if relative is None:
+        name = request.match_info["name"]
+        if name not in VENDOR_FILES:
             raise web.HTTPNotFound()
-        path = NODE_MODULES / relative
-        if not path.is_file():  # a checkout without `npm ci`: say so instead of a bare 404
-            log.error("front-end package missing: %s (run `npm ci`)", relative)
-            return error_response(VendorMissing())
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(VENDOR_DIR / name, headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/healthz", healthz)
     metrics.install(app, signalling, SCHEDULER)  # /metrics and /readyz

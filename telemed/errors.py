@@ -133,9 +133,3 @@ class InternalError(TelemedError):
     code = "internal_error"
     status = 500
     default_message = "Something went wrong on our side."
-
-
-class VendorMissing(TelemedError):
-    code = "vendor_missing"
-    status = 503
-    default_message = "The page's front-end packages are not installed (run `npm ci`)."
