@@ -87,6 +87,7 @@ class Event:
     cancelled: bool
     sequence: int
     link: str
+    changed_at: datetime
     consultation_id: str | None = None
     appointment_id: str | None = None
     conclusion: ConclusionSummary | None = None
@@ -160,7 +161,8 @@ def consultation_title(kind: str, channel: str, close_reason: str | None, conclu
 
 
 def appointment_event(row: Appointment, doctor_role: str, zone: ZoneInfo) -> Event:
-    """An appointment; cancelling it bumps the iCalendar SEQUENCE (nothing else changes it)."""
+    """An appointment; cancelling it bumps the iCalendar SEQUENCE (nothing else changes it),
+    so its last change is the cancellation, else the booking."""
     cancelled = row.state == "cancelled"
     return Event(
         type="appointment",
@@ -172,6 +174,7 @@ def appointment_event(row: Appointment, doctor_role: str, zone: ZoneInfo) -> Eve
         cancelled=cancelled,
         sequence=1 if cancelled else 0,
         link=f"/#/appointments/{row.id}",
+        changed_at=row.cancelled_at or row.created_at,
         appointment_id=row.id,
         consultation_id=row.consultation_id,
     )
@@ -194,6 +197,7 @@ def consultation_event(
         cancelled=row.close_reason in _NOT_HELD,
         sequence=row.version + (conclusion.version if conclusion else 0),
         link=f"/#/records/{row.id}",
+        changed_at=max(row.updated_at, conclusion.signed_at) if conclusion else row.updated_at,
         consultation_id=row.id,
         appointment_id=row.appointment_id,
         conclusion=conclusion,
@@ -217,6 +221,7 @@ def second_opinion_event(
         cancelled=False,
         sequence=(1 if row.specialist_id else 0) + (2 if delivered else 0),
         link=f"/#/conclusions/{conclusion.id}" if delivered and conclusion else "/#/opinions",
+        changed_at=row.updated_at,  # DTSTAMP: the case's last change
         consultation_id=row.consultation_id,
         appointment_id=row.appointment_id,
         conclusion=conclusion if delivered else None,

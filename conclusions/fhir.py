@@ -1,10 +1,13 @@
-"""FHIR R4 export (R4B models of `fhir.resources`): a booking as Appointment, a consultation
-as Encounter, a conclusion as Composition, a patient's record as a Bundle.
+"""FHIR R4 (4.0.1) facade: a booking as Appointment, a consultation as Encounter, a
+conclusion as Composition, the insured person as Patient, staff as Practitioner and
+PractitionerRole, a patient's record as the `$everything` Bundle, searches by patient, and
+the CapabilityStatement that lists exactly that.
 
-Every resource is built as FHIR JSON and validated by the library's models
-before it leaves. Who may read what is decided by the one access policy
-(`telemed.access`): in `_check_patient` here, and in the conclusion rules
-(`conclusions.service`) for compositions. Every FHIR read is audited by the view.
+Resources are built as FHIR JSON here (fhir.resources ships R5 and R4B models, not R4);
+the tests validate every resource served against the official R4 JSON schema. Who may read
+a patient's resources is decided by the one access policy (`telemed.access`): in
+`_check_patient` here, and in the conclusion rules (`conclusions.service`) for
+compositions. Every FHIR read is audited by the view.
 """
 
 from __future__ import annotations
@@ -15,17 +18,11 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from fhir.resources.R4B.appointment import Appointment as FhirAppointment
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.composition import Composition
-from fhir.resources.R4B.encounter import Encounter
-from fhir.resources.R4B.operationoutcome import OperationOutcome
-from fhir.resources.R4B.patient import Patient as FhirPatient
-from fhir.resources.R4B.resource import Resource
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conclusions.service import ConclusionService, ReadResult, Status
+from telemed import __version__
 from telemed.access import Decision
 from telemed.clock import Clock
 from telemed.config import RulesSettings
@@ -43,13 +40,29 @@ from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services.audit import Who
 from telemed.services.care import Grants
 
+Resource = dict[str, Any]
+"""A FHIR resource as JSON."""
+
 FHIR_JSON = "application/fhir+json"
+FHIR_VERSION = "4.0.1"
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 STAFF_READERS: frozenset[Role] = DOCTOR_ROLES | {Role.CONSULTANT}
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 LOINC = "http://loinc.org"
 KIND_SYSTEM = "urn:telemed:consultation-kind"
 CHANNEL_SYSTEM = "urn:telemed:channel"
+ROLE_SYSTEM = "urn:telemed:staff-role"
+# SNOMED CT occupations for the staff roles (PractitionerRole.code's example binding).
+_ROLE_CODES = {
+    "consultant": ("309446002", "Medical consultant"),  # informal: the triage consultant
+    "therapist": ("158965000", "Medical practitioner"),
+    "paediatrician": ("309415009", "Paediatrician"),
+    "specialist": ("309390008", "Medical specialist"),
+    "psychologist": ("59944000", "Psychologist"),
+    "admin": ("224608005", "Administrative healthcare staff"),
+}
 
 _ENCOUNTER_STATUS = {
     "waiting_patient": "planned",
@@ -92,9 +105,9 @@ def _narrative(text: str) -> dict[str, str]:
     }
 
 
-def appointment_resource(row: Appointment, doctor_name: str) -> FhirAppointment:
+def appointment_resource(row: Appointment, doctor_name: str) -> Resource:
     """A booking (R-SCH) as a FHIR Appointment."""
-    return FhirAppointment.model_validate(
+    return _drop_none(
         {
             "resourceType": "Appointment",
             "id": row.id,
@@ -117,7 +130,7 @@ def encounter_status(state: str, close_reason: str | None) -> str:
     return _ENCOUNTER_STATUS[state]
 
 
-def encounter_resource(row: Consultation, legs: Sequence[tuple[ConsultationLeg, str]]) -> Encounter:
+def encounter_resource(row: Consultation, legs: Sequence[tuple[ConsultationLeg, str]]) -> Resource:
     """A consultation as a virtual Encounter, each consultant and doctor leg a participant."""
     participants = [
         {
@@ -152,7 +165,7 @@ def encounter_resource(row: Consultation, legs: Sequence[tuple[ConsultationLeg, 
         resource["participant"] = participants
     if row.appointment_id:
         resource["appointment"] = [_ref("Appointment", row.appointment_id)]
-    return Encounter.model_validate(_drop_none(resource))
+    return _drop_none(resource)
 
 
 def composition_status(status: str, version: int) -> str:
@@ -162,7 +175,7 @@ def composition_status(status: str, version: int) -> str:
     return "amended" if version > 1 else "final"
 
 
-def composition_resource(read: ReadResult) -> Composition:
+def composition_resource(read: ReadResult) -> Resource:
     """A conclusion version as a Composition (a consult note); a correction `replaces` the
     version it supersedes, and a signed one carries the doctor's legal attestation."""
     row = read.row
@@ -194,12 +207,12 @@ def composition_resource(read: ReadResult) -> Composition:
         resource["relatesTo"] = [
             {"code": "replaces", "targetReference": _ref("Composition", row.supersedes_id)}
         ]
-    return Composition.model_validate(_drop_none(resource))
+    return _drop_none(resource)
 
 
-def patient_resource(row: Patient) -> FhirPatient:
+def patient_resource(row: Patient) -> Resource:
     """The insured person (R-ID-1) as a FHIR Patient."""
-    return FhirPatient.model_validate(
+    return _drop_none(
         {
             "resourceType": "Patient",
             "id": row.id,
@@ -211,49 +224,158 @@ def patient_resource(row: Patient) -> FhirPatient:
     )
 
 
-def bundle_resource(resources: Sequence[Resource], base_url: str) -> Bundle:
-    """A search-set Bundle of resources, each with its absolute URL."""
-    return Bundle.model_validate(
+def practitioner_resource(row: Staff) -> Resource:
+    """A staff member as a FHIR Practitioner: the name only (no login, no contact)."""
+    return {
+        "resourceType": "Practitioner",
+        "id": row.id,
+        "active": row.active,
+        "name": [{"text": row.full_name}],
+    }
+
+
+def practitioner_role_resource(row: Staff) -> Resource:
+    """What a staff member does here, as a PractitionerRole with the same id."""
+    snomed, display = _ROLE_CODES.get(row.role, ("223366009", "Healthcare professional"))
+    return {
+        "resourceType": "PractitionerRole",
+        "id": row.id,
+        "active": row.active,
+        "practitioner": _ref("Practitioner", row.id, row.full_name),
+        "code": [
+            {
+                "coding": [
+                    {"system": "http://snomed.info/sct", "code": snomed, "display": display},
+                    {"system": ROLE_SYSTEM, "code": row.role},
+                ]
+            }
+        ],
+    }
+
+
+SEARCHABLE = ("Appointment", "Encounter", "Composition")
+
+
+CAPABILITIES_DATE = "2026-11-26"  # when what this statement lists last changed
+
+
+def capability_statement(base_url: str) -> Resource:
+    """What this server does, exactly: reads, `$everything` and the `patient` searches."""
+    read = [{"code": "read"}]
+    resources: list[Resource] = [
         {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(resources),
-            "entry": [
+            "type": "Patient",
+            "interaction": read,
+            "operation": [
                 {
-                    "fullUrl": f"{base_url}/fhir/{r.get_resource_type()}/{r.id}",
-                    "resource": r,
-                    "search": {"mode": "match"},
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
                 }
-                for r in resources
+            ],
+        },
+        {"type": "Practitioner", "interaction": read},
+        {"type": "PractitionerRole", "interaction": read},
+    ]
+    resources += [
+        {
+            "type": kind,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {
+                    "name": "patient",
+                    "type": "reference",
+                    "documentation": "Required. `_count` (at most 200) and `_offset` page.",
+                }
             ],
         }
-    )
+        for kind in SEARCHABLE
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": CAPABILITIES_DATE,
+        "publisher": "telemed",
+        "kind": "instance",
+        "software": {"name": "telemed", "version": __version__},
+        "implementation": {"description": "telemed FHIR facade", "url": f"{base_url}/fhir"},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json", FHIR_JSON],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "description": "Authorization: Bearer <token> from /api/v1/auth/*; a "
+                    "patient reads their own record, consultants and doctors any."
+                },
+                "resource": resources,
+            }
+        ],
+    }
 
 
-def outcome_resource(error: TelemedError) -> OperationOutcome:
+def bundle_resource(
+    resources: Sequence[Resource],
+    base_url: str,
+    *,
+    total: int | None = None,
+    links: Sequence[tuple[str, str]] = (),
+) -> Resource:
+    """A search-set Bundle of resources, each with its absolute URL, and its paging links."""
+    bundle: Resource = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources) if total is None else total,
+    }
+    if links:
+        bundle["link"] = [{"relation": rel, "url": url} for rel, url in links]
+    bundle["entry"] = [
+        {
+            "fullUrl": f"{base_url}/fhir/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
+        for r in resources
+    ]
+    if not bundle["entry"]:
+        del bundle["entry"]
+    return bundle
+
+
+def outcome_resource(error: TelemedError) -> Resource:
     """An error as a FHIR OperationOutcome (what FHIR clients read)."""
-    code = {401: "login", 403: "forbidden", 404: "not-found"}.get(error.status, "invalid")
-    return OperationOutcome.model_validate(
-        {
-            "resourceType": "OperationOutcome",
-            "issue": [
-                {
-                    "severity": "error",
-                    "code": code,
-                    "details": {"text": error.message},
-                    "diagnostics": error.code,
-                }
-            ],
-        }
-    )
+    code = {
+        401: "login",
+        403: "forbidden",
+        404: "not-found",
+        405: "not-supported",
+        406: "not-supported",
+        413: "too-costly",
+        429: "throttled",
+    }.get(error.status, "invalid" if error.status < 500 else "exception")
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": code,
+                "details": {"text": error.message},
+                "diagnostics": error.code,
+            }
+        ],
+    }
 
 
-def _drop_none(value: Any) -> Any:
+def _drop_none(resource: Resource) -> Resource:
     """FHIR JSON has no nulls: drop absent elements (e.g. the end of an open period)."""
+    cleaned: Resource = _without_nulls(resource)
+    return cleaned
+
+
+def _without_nulls(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_drop_none(v) for v in value]
+        return [_without_nulls(v) for v in value]
     return value
 
 
@@ -282,13 +404,13 @@ def _check_patient(reader: Reader, patient_id: str) -> None:
 
 
 class FhirExport:
-    """Loads rows, checks the reader, and builds validated resources."""
+    """Loads rows, checks the reader, and builds the resources."""
 
     def __init__(self, db: Database, clock: Clock, rules: RulesSettings) -> None:
         self.db = db
         self.conclusions = ConclusionService(db, clock, rules)
 
-    async def appointment(self, appointment_id: str, reader: Reader) -> FhirAppointment:
+    async def appointment(self, appointment_id: str, reader: Reader) -> Resource:
         async with self.db.read() as session:
             found = (
                 await session.execute(
@@ -303,7 +425,7 @@ class FhirExport:
         _check_patient(reader, row.patient_id)
         return appointment_resource(row, doctor_name)
 
-    async def encounter(self, consultation_id: str, reader: Reader) -> Encounter:
+    async def encounter(self, consultation_id: str, reader: Reader) -> Resource:
         async with self.db.read() as session:
             row = await session.get(Consultation, consultation_id)
             if row is None:
@@ -312,14 +434,76 @@ class FhirExport:
             legs = await _legs(session, [consultation_id])
         return encounter_resource(row, legs.get(consultation_id, []))
 
-    async def composition(self, conclusion_id: str, reader: Reader) -> Composition:
+    async def composition(self, conclusion_id: str, reader: Reader) -> Resource:
         """Read (and audit) through the conclusion rules, then export."""
         read = await self.conclusions.read(conclusion_id, reader.role, reader.who)
         return composition_resource(read)
 
-    async def everything(self, patient_id: str, reader: Reader, base_url: str) -> Bundle:
-        """A patient's record: the Patient, their appointments, consultations and the signed
-        conclusions (each version, each read audited)."""
+    async def patient(self, patient_id: str, reader: Reader) -> Resource:
+        _check_patient(reader, patient_id)
+        async with self.db.read() as session:
+            row = await session.get(Patient, patient_id)
+        if row is None:
+            raise NotFound("No such patient.")
+        return patient_resource(row)
+
+    async def practitioner(self, staff_id: str, reader: Reader) -> Resource:
+        """Staff are directory data (a name), shown to everyone who reads FHIR here."""
+        return practitioner_resource(await self._staff(staff_id))
+
+    async def practitioner_role(self, staff_id: str, reader: Reader) -> Resource:
+        return practitioner_role_resource(await self._staff(staff_id))
+
+    async def _staff(self, staff_id: str) -> Staff:
+        async with self.db.read() as session:
+            row = await session.get(Staff, staff_id)
+        if row is None:
+            raise NotFound("No such practitioner.")
+        return row
+
+    async def search(
+        self, kind: str, patient_id: str, reader: Reader, count: int, offset: int
+    ) -> tuple[list[Resource], int]:
+        """One page of a patient's Appointments, Encounters or signed Compositions, oldest
+        first, and how many there are in all."""
+        _check_patient(reader, patient_id)
+        async with self.db.read() as session:
+            if await session.get(Patient, patient_id) is None:
+                return [], 0
+            if kind == "Appointment":
+                where = Appointment.patient_id == patient_id
+                total = await _count(session, select(Appointment.id).where(where))
+                rows = await session.execute(
+                    select(Appointment, Staff.full_name)
+                    .join(Staff, Staff.id == Appointment.doctor_id)
+                    .where(where)
+                    .order_by(Appointment.starts_at, Appointment.id)
+                    .offset(offset)
+                    .limit(count)
+                )
+                return [appointment_resource(a, name) for a, name in rows], total
+            if kind == "Encounter":
+                where = Consultation.patient_id == patient_id
+                total = await _count(session, select(Consultation.id).where(where))
+                found = (
+                    await session.scalars(
+                        select(Consultation)
+                        .where(where)
+                        .order_by(Consultation.created_at, Consultation.id)
+                        .offset(offset)
+                        .limit(count)
+                    )
+                ).all()
+                legs = await _legs(session, [c.id for c in found])
+                return [encounter_resource(c, legs.get(c.id, [])) for c in found], total
+            signed = _signed_of(patient_id)
+            total = await _count(session, signed)
+            ids = (await session.scalars(signed.offset(offset).limit(count))).all()
+        return [await self.composition(i, reader) for i in ids], total
+
+    async def everything(self, patient_id: str, reader: Reader, base_url: str) -> Resource:
+        """A patient's record: the Patient, their appointments, consultations, the signed
+        conclusions (each version, each read audited) and the Practitioners they name."""
         _check_patient(reader, patient_id)
         async with self.db.read() as session:
             patient = await session.get(Patient, patient_id)
@@ -341,22 +525,51 @@ class FhirExport:
                 )
             ).all()
             legs = await _legs(session, [c.id for c in consultations])
-            conclusion_ids = (
-                await session.scalars(
-                    select(Conclusion.id)
-                    .where(
-                        Conclusion.consultation_id.in_([c.id for c in consultations]),
-                        Conclusion.status == Status.SIGNED.value,
-                    )
-                    .order_by(Conclusion.consultation_id, Conclusion.version)
-                )
-            ).all()
+            conclusion_ids = (await session.scalars(_signed_of(patient_id))).all()
         resources: list[Resource] = [patient_resource(patient)]
         resources += [appointment_resource(a, name) for a, name in appointments]
         resources += [encounter_resource(c, legs.get(c.id, [])) for c in consultations]
         for conclusion_id in conclusion_ids:
             resources.append(await self.composition(conclusion_id, reader))
+        named = list(dict.fromkeys(_practitioners_named(resources)))
+        if named:
+            async with self.db.read() as session:
+                staff = {
+                    s.id: s for s in await session.scalars(select(Staff).where(Staff.id.in_(named)))
+                }
+            resources += [practitioner_resource(staff[i]) for i in named if i in staff]
         return bundle_resource(resources, base_url)
+
+
+def _signed_of(patient_id: str) -> Any:
+    """The ids of the signed conclusions of a patient's consultations, in order."""
+    return (
+        select(Conclusion.id)
+        .join(Consultation, Consultation.id == Conclusion.consultation_id)
+        .where(Consultation.patient_id == patient_id, Conclusion.status == Status.SIGNED.value)
+        .order_by(Consultation.created_at, Conclusion.consultation_id, Conclusion.version)
+    )
+
+
+async def _count(session: AsyncSession, query: Any) -> int:
+    return int(
+        await session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    )
+
+
+def _practitioners_named(value: Any) -> list[str]:
+    """Every `Practitioner/{id}` reference inside these resources, in order."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and ref.startswith("Practitioner/"):
+            found.append(ref.removeprefix("Practitioner/"))
+        for item in value.values():
+            found += _practitioners_named(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _practitioners_named(item)
+    return found
 
 
 async def _legs(

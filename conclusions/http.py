@@ -6,17 +6,29 @@ Handlers are thin: parse, call a service of this package, shape the answer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
-from fhir.resources.R4B.resource import Resource
 from pydantic import AwareDatetime, Field
 
 from conclusions import audit, calendar, ical
-from conclusions.fhir import FHIR_JSON, FhirExport, Reader, outcome_resource
+from conclusions.fhir import (
+    FHIR_JSON,
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    SEARCHABLE,
+    FhirExport,
+    Reader,
+    Resource,
+    bundle_resource,
+    capability_statement,
+    outcome_resource,
+)
 from conclusions.second_opinion import CaseView, SecondOpinionService
 from conclusions.service import (
     ConclusionService,
@@ -36,7 +48,7 @@ from telemed.errors import (
     ValidationFailed,
 )
 from telemed.events import UserMessage
-from telemed.http.api import Api, Body, Call, Out, bearer_token
+from telemed.http.api import Api, Body, Call, Out, QueryTime, bearer_token, error_headers
 from telemed.models import AuditEntry, Conclusion
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.audit import Who, record
@@ -103,8 +115,8 @@ class PendingOut(Out):
 
 
 class CalendarQuery(Body):
-    start: datetime | None = Field(default=None, alias="from")
-    end: datetime | None = Field(default=None, alias="to")
+    start: QueryTime | None = Field(default=None, alias="from")
+    end: QueryTime | None = Field(default=None, alias="to")
     patient_id: Id | None = None  # staff: whose calendar (the access policy decides)
 
 
@@ -473,7 +485,7 @@ def register(api: Api) -> None:
         now = svc.clock.now()
         await _record_of(call, None, "calendar_read")
         cal = await calendar.load_calendar(svc.db, call.me.id, call.body.start, call.body.end, now)
-        return _ics(ical.render(cal, now=now, base_url=base_url(call.request)))
+        return _ics(ical.render(cal, base_url=base_url(call.request)))
 
     @api.route(
         "POST",
@@ -697,7 +709,7 @@ async def ical_feed(request: web.Request) -> web.Response:
         raise ConsentRequired()
     now = svc.clock.now()
     cal = await calendar.load_calendar(svc.db, patient_id, None, None, now)
-    return _ics(ical.render(cal, now=now, base_url=base_url(request)))
+    return _ics(ical.render(cal, base_url=base_url(request)))
 
 
 async def fhir_reader(request: web.Request) -> Reader:
@@ -734,56 +746,164 @@ async def audit_fhir_read(request: web.Request, reader: Reader, outcome: str) ->
         )
 
 
-FhirRead = Callable[[FhirExport, str, Reader, web.Request], Awaitable[Resource]]
+class NotAcceptable(TelemedError):
+    code = "not_acceptable"
+    status = 406
+    default_message = "This server speaks FHIR JSON only (application/fhir+json)."
+
+
+_JSON_FORMATS = {"json", "application/json", "application/fhir+json"}
+_JSON_ACCEPTS = {"*/*", "application/*", "application/json", "application/fhir+json"}
+
+
+def negotiate(request: web.Request) -> None:
+    """406 unless the client takes JSON: `_format` wins over `Accept` (FHIR R4 http.html)."""
+    wanted = request.query.get("_format")
+    if wanted is not None:
+        if wanted.split(";")[0].strip().lower() not in _JSON_FORMATS:
+            raise NotAcceptable()
+        return
+    accept = request.headers.get("Accept", "").strip()
+    if accept:
+        types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+        if not types & _JSON_ACCEPTS:
+            raise NotAcceptable()
+
+
+def fhir_response(resource: Resource, status: int = 200, **headers: str) -> web.Response:
+    return web.Response(
+        text=json.dumps(resource, ensure_ascii=False),
+        status=status,
+        content_type=FHIR_JSON,
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def fhir_error(error: TelemedError, request: web.Request) -> web.Response:
+    """Every error under /fhir, as an OperationOutcome (with the HTTP error headers)."""
+    return fhir_response(outcome_resource(error), error.status, **error_headers(error, request))
+
+
+FhirRead = Callable[[FhirExport, Reader, web.Request], Awaitable[Resource]]
 
 
 def fhir_view(read: FhirRead) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A FHIR GET: resources and errors (as OperationOutcome) in application/fhir+json."""
+    """A FHIR GET: resources in application/fhir+json (errors go to the error middleware,
+    which answers OperationOutcome under /fhir)."""
 
     async def view(request: web.Request) -> web.Response:
-        reader: Reader | None = None
+        negotiate(request)
+        if has_control(request.match_info.get("id", "")):
+            raise ValidationFailed("Invalid fields: id.")
+        reader = await fhir_reader(request)
+        svc = services(request)
+        export = FhirExport(svc.db, svc.clock, svc.settings.rules)
         try:
-            if has_control(request.match_info.get("id", "")):
-                raise ValidationFailed("Invalid fields: id.")
-            reader = await fhir_reader(request)
-            svc = services(request)
-            export = FhirExport(svc.db, svc.clock, svc.settings.rules)
-            resource = await read(export, request.match_info["id"], reader, request)
-            status, outcome = 200, "ok"
-        except TelemedError as exc:
-            resource, status, outcome = outcome_resource(exc), exc.status, exc.code
-        if reader is not None:
-            await audit_fhir_read(request, reader, outcome)
-        return web.Response(
-            body=resource.model_dump_json(by_alias=True, exclude_none=True),
-            status=status,
-            content_type=FHIR_JSON,
-            charset="utf-8",
-        )
+            resource = await read(export, reader, request)
+        except TelemedError as exc:  # refused or missing: audited with its outcome
+            await audit_fhir_read(request, reader, exc.code)
+            raise
+        await audit_fhir_read(request, reader, "ok")
+        return fhir_response(resource)
 
     return view
 
 
-async def _appointment(e: FhirExport, ident: str, r: Reader, _: web.Request) -> Resource:
-    return await e.appointment(ident, r)
+def _id(request: web.Request) -> str:
+    return request.match_info["id"]
 
 
-async def _encounter(e: FhirExport, ident: str, r: Reader, _: web.Request) -> Resource:
-    return await e.encounter(ident, r)
+async def _metadata(request: web.Request) -> web.Response:
+    """The CapabilityStatement: open to anyone (FHIR clients read it before logging in)."""
+    negotiate(request)
+    return fhir_response(capability_statement(base_url(request)))
 
 
-async def _composition(e: FhirExport, ident: str, r: Reader, _: web.Request) -> Resource:
-    return await e.composition(ident, r)
+async def _appointment(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.appointment(_id(request), r)
 
 
-async def _everything(e: FhirExport, ident: str, r: Reader, request: web.Request) -> Resource:
-    return await e.everything(ident, r, base_url(request))
+async def _encounter(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.encounter(_id(request), r)
+
+
+async def _composition(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.composition(_id(request), r)
+
+
+async def _patient(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.patient(_id(request), r)
+
+
+async def _practitioner(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.practitioner(_id(request), r)
+
+
+async def _practitioner_role(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.practitioner_role(_id(request), r)
+
+
+async def _everything(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+    return await e.everything(_id(request), r, base_url(request))
+
+
+_SEARCH_PARAMS = {"patient", "_count", "_offset", "_format"}
+
+
+def _search(kind: str) -> FhirRead:
+    """`GET /fhir/{kind}?patient=` (also `Patient/{id}`): a searchset Bundle of one page,
+    with `self`, `first`, `previous` and `next` links."""
+
+    async def read(e: FhirExport, r: Reader, request: web.Request) -> Resource:
+        query = request.query
+        unknown = sorted(set(query) - _SEARCH_PARAMS)
+        if unknown:
+            raise ValidationFailed(f"Unsupported search parameters: {', '.join(unknown)}.")
+        patient = query.get("patient", "").removeprefix("Patient/")
+        if not patient:
+            raise ValidationFailed("Search by patient: ?patient={id}.")
+        count = _number(query.get("_count"), PAGE_SIZE, "_count", 1, MAX_PAGE_SIZE)
+        offset = _number(query.get("_offset"), 0, "_offset", 0, 10**9)
+        found, total = await e.search(kind, patient, r, count, offset)
+        base = base_url(request)
+
+        def page(at: int) -> str:
+            params = {"patient": patient, "_count": str(count), "_offset": str(at)}
+            return f"{base}/fhir/{kind}?{urlencode(params)}"
+
+        links = [("self", page(offset)), ("first", page(0))]
+        if offset > 0:
+            links.append(("previous", page(max(offset - count, 0))))
+        if offset + count < total:
+            links.append(("next", page(offset + count)))
+        return bundle_resource(found, base, total=total, links=links)
+
+    return read
+
+
+def _number(raw: str | None, default: int, name: str, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationFailed(f"{name} must be a whole number from {low} to {high}.")
+    return int(raw)
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount the secret iCalendar feed and the FHIR export (outside /api/v1)."""
+    """Mount the secret iCalendar feed and the FHIR facade (outside /api/v1)."""
     app.router.add_get("/ical/{secret:[A-Za-z0-9_-]{20,128}}.ics", ical_feed)
-    app.router.add_get("/fhir/Appointment/{id}", fhir_view(_appointment))
-    app.router.add_get("/fhir/Encounter/{id}", fhir_view(_encounter))
-    app.router.add_get("/fhir/Composition/{id}", fhir_view(_composition))
+    app.router.add_get("/fhir/metadata", _metadata)
+    reads: dict[str, FhirRead] = {
+        "Patient": _patient,
+        "Practitioner": _practitioner,
+        "PractitionerRole": _practitioner_role,
+        "Appointment": _appointment,
+        "Encounter": _encounter,
+        "Composition": _composition,
+    }
+    for kind, read in reads.items():
+        app.router.add_get(f"/fhir/{kind}/{{id}}", fhir_view(read))
+    for kind in SEARCHABLE:
+        app.router.add_get(f"/fhir/{kind}", fhir_view(_search(kind)))
     app.router.add_get("/fhir/Patient/{id}/$everything", fhir_view(_everything))

@@ -1,7 +1,11 @@
 """The patient calendar as iCalendar (RFC 5545), for `calendar.ics` and the subscription feed.
 
-The same events as the JSON calendar, in the patient's time zone (with its
-VTIMEZONE). Each event keeps a stable UID; its SEQUENCE grows when it changes;
+The same events as the JSON calendar. Times are written in UTC (`...Z`), which every
+client reads the same way: a VTIMEZONE built from the time-zone database (past
+transitions as multi-value RDATEs) was read an hour off for Europe/Moscow by ical.js and
+vobject. `X-WR-TIMEZONE` still names the patient's zone for clients that show it.
+Each event keeps a stable UID; its SEQUENCE grows when it changes and its DTSTAMP is the
+time of that change, so a refetch of an unchanged feed is byte-for-byte the same;
 a cancelled appointment stays with STATUS:CANCELLED so that subscribed phones
 remove it. No medical text goes into the feed: a title and a link only.
 
@@ -12,7 +16,7 @@ stored, and rotating or revoking it closes the old URL at once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from icalendar import Calendar, vDuration
 from icalendar import Event as VEvent
@@ -29,7 +33,7 @@ PRODID = "-//telemed//calendar//RU"
 REFRESH = timedelta(hours=1)
 
 
-def render(calendar: PatientCalendar, *, now: datetime, base_url: str) -> bytes:
+def render(calendar: PatientCalendar, *, base_url: str) -> bytes:
     """The events of `calendar` as an iCalendar document; links are made absolute."""
     cal = Calendar()
     cal.add("prodid", PRODID)
@@ -40,19 +44,19 @@ def render(calendar: PatientCalendar, *, now: datetime, base_url: str) -> bytes:
     cal.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", vDuration(REFRESH))
     for event in calendar.events:
-        cal.add_component(_vevent(event, now, base_url.rstrip("/")))
-    cal.add_missing_timezones()
+        cal.add_component(_vevent(event, base_url.rstrip("/")))
     ical: bytes = cal.to_ical()
     return ical
 
 
-def _vevent(event: Event, now: datetime, base_url: str) -> VEvent:
+def _vevent(event: Event, base_url: str) -> VEvent:
     link = base_url + event.link
     vevent = VEvent()
     vevent.add("uid", event.uid)
-    vevent.add("dtstamp", now.astimezone(UTC))
-    vevent.add("dtstart", event.starts_at)
-    vevent.add("dtend", event.ends_at)
+    vevent.add("dtstamp", event.changed_at.astimezone(UTC))
+    vevent.add("last-modified", event.changed_at.astimezone(UTC))
+    vevent.add("dtstart", event.starts_at.astimezone(UTC))
+    vevent.add("dtend", event.ends_at.astimezone(UTC))
     vevent.add("summary", event.title)
     vevent.add("url", link)
     vevent.add("description", f"Подробности в приложении: {link}")

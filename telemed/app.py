@@ -8,6 +8,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import text
 
 from conclusions import http as conclusions_http
@@ -21,12 +22,12 @@ from telemed.config import Settings, SmsSettings
 from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
 from telemed.db import Database, Publish, create_engine, upgrade_schema
 from telemed.errors import (
+    BadRequest,
     InternalError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     TelemedError,
-    VendorMissing,
 )
 from telemed.events import DeadlineSet, DomainEvent
 from telemed.http import (
@@ -41,7 +42,7 @@ from telemed.http import (
     views_patients,
     views_queues,
 )
-from telemed.http.api import Api, bearer_token
+from telemed.http.api import Api, bearer_token, error_headers
 from telemed.limits import Counters, DbCounters, RedisCounters
 from telemed.live import Live
 from telemed.notify import Sender, build_sender
@@ -55,34 +56,37 @@ from telemed.services.queue import QueueService
 
 log = logging.getLogger("telemed.app")
 WEB_DIR = Path(__file__).parent / "web"
-# Front-end packages installed by `npm ci` (package.json at the project root); the pages
-# import them as ES modules from /vendor/.
-NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
-VENDOR_FILES = {
-    "socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
-    "socket.io.esm.min.js.map": "socket.io-client/dist/socket.io.esm.min.js.map",
-}
+# The pages' front-end package (socket.io-client) ships inside the package, pinned to
+# package-lock.json by vendor.json (scripts/vendor.py refreshes it); the pages import it as
+# an ES module from /vendor/, so an installed wheel needs no Node.js.
+VENDOR_DIR = WEB_DIR / "static" / "vendor"
+VENDOR_FILES = frozenset({"socket.io.esm.min.js", "socket.io.esm.min.js.map", "LICENSE"})
 API = web.AppKey("api", Api)
 SIGNALLING = web.AppKey("signalling", Signalling)
 SCHEDULER = web.AppKey("scheduler", SchedulerRunner)
 Middleware = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(error: TelemedError) -> web.Response:
-    """The one REST shape of an error: `{"error": {"code", "message"}}`."""
+def error_response(error: TelemedError, request: web.Request | None = None) -> web.Response:
+    """The one REST shape of an error: `{"error": {"code", "message"}}`, with the headers its
+    status calls for (`Allow`, `WWW-Authenticate`, `Retry-After`)."""
     metrics.count_rest_error(error)
-    response = web.json_response({"error": error.to_dict()}, status=error.status)
-    retry = error.details.get("retry_after_seconds")
-    if retry is not None:
-        response.headers["Retry-After"] = str(retry)
-    return response
+    if request is not None and (request.path == "/fhir" or request.path.startswith("/fhir/")):
+        return conclusions_http.fhir_error(error, request)  # FHIR clients read OperationOutcome
+    return web.json_response(
+        {"error": error.to_dict()}, status=error.status, headers=error_headers(error, request)
+    )
 
 
-_HTTP_ERRORS: dict[int, type[TelemedError]] = {
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-}
+def http_error(exc: web.HTTPException) -> TelemedError:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large) as our error."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(exc.allowed_methods)
+    if exc.status == 404:
+        return NotFound()
+    if exc.status == 413:
+        return PayloadTooLarge()
+    return _plain(exc.status, exc.reason)
 
 
 @web.middleware
@@ -90,17 +94,16 @@ async def errors_middleware(request: web.Request, handler: Middleware) -> web.St
     try:
         response = await handler(request)
     except TelemedError as exc:
-        return error_response(exc)
+        return error_response(exc, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        mapped = _HTTP_ERRORS.get(exc.status)
-        if mapped is None:
-            return error_response(_plain(exc.status, exc.reason))
-        return error_response(mapped())
+        return error_response(http_error(exc), request)
+    except HttpProcessingError:  # a body aiohttp's parsers refuse, e.g. a bad multipart header
+        return error_response(BadRequest("The request body could not be read."), request)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(InternalError())
+        return error_response(InternalError(), request)
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -279,14 +282,10 @@ def create_app(
         return web.FileResponse(WEB_DIR / "console.html")
 
     async def vendor(request: web.Request) -> web.StreamResponse:
-        relative = VENDOR_FILES.get(request.match_info["name"])
-        if relative is None:
+        name = request.match_info["name"]
+        if name not in VENDOR_FILES:
             raise web.HTTPNotFound()
-        path = NODE_MODULES / relative
-        if not path.is_file():  # a checkout without `npm ci`: say so instead of a bare 404
-            log.error("front-end package missing: %s (run `npm ci`)", relative)
-            return error_response(VendorMissing())
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(VENDOR_DIR / name, headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/healthz", healthz)
     metrics.install(app, signalling, SCHEDULER)  # /metrics and /readyz

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from telemed.services import insured
 from telemed.services.audit import Who
 from telemed.services.staff import add_staff
 
+log = logging.getLogger("telemed.cli")
 T = TypeVar("T")
 CLI_ACTOR = Who("cli", None, "local")
 
@@ -46,10 +48,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.gc_tune:
         tune_gc_after_startup(app)
     db_kind = "SQLite" if settings.database.is_sqlite else "PostgreSQL"
-    print(
-        f"telemed serving on http://{host}:{port}  (database: {db_kind}, "
-        f"redis: {'on' if settings.redis.url else 'off'}, sms: {settings.sms.backend})",
-        flush=True,
+    log.info(  # a log line like every other (one JSON object per line by default)
+        "telemed serving on http://%s:%s (database: %s, redis: %s, sms: %s)",
+        host,
+        port,
+        db_kind,
+        "on" if settings.redis.url else "off",
+        settings.sms.backend,
     )
     web.run_app(app, host=host, port=port, print=None, access_log=None)
     return 0
@@ -124,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep CPython's garbage-collector settings (default: gc.freeze() after start-up "
         "and a higher threshold, see docs/performance.md)",
     )
+    serve.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="overrides logging.level (default INFO; libraries' routine INFO shows at DEBUG)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", parents=[common], help="create or upgrade the schema").set_defaults(
@@ -159,7 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"telemed: bad configuration: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.logging)
+    level = getattr(args, "log_level", None)
+    setup_logging(
+        settings.logging.model_copy(update={"level": level}) if level else settings.logging
+    )
     try:
         code: int = args.func(settings, args)
     except TelemedError as exc:

@@ -8,6 +8,7 @@ refused handshakes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -77,6 +78,10 @@ class MethodNotAllowed(TelemedError):
     status = 405
     default_message = "This method is not allowed here."
 
+    def __init__(self, allow: Iterable[str], message: str | None = None) -> None:
+        super().__init__(message)
+        self.allow = sorted(set(allow))  # the `Allow` header a 405 must carry (RFC 9110)
+
 
 class Conflict(TelemedError):
     code = "conflict"
@@ -128,9 +133,3 @@ class InternalError(TelemedError):
     code = "internal_error"
     status = 500
     default_message = "Something went wrong on our side."
-
-
-class VendorMissing(TelemedError):
-    code = "vendor_missing"
-    status = 503
-    default_message = "The page's front-end packages are not installed (run `npm ci`)."

@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 from telemed.config import LoggingSettings
 
 QUIET = ("aiosqlite", "sqlalchemy.engine", "asyncpg")
+# Libraries whose INFO is routine (APScheduler's every job run, alembic's migration context):
+# at WARNING unless the service itself logs DEBUG, so an idle node writes nothing.
+ROUTINE = ("apscheduler", "alembic")
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,3 +42,6 @@ def setup_logging(settings: LoggingSettings) -> None:
     # SQL parameters can hold medical text: never log them, even at DEBUG.
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    routine = logging.DEBUG if settings.level == "DEBUG" else logging.WARNING
+    for name in ROUTINE:
+        logging.getLogger(name).setLevel(routine)

@@ -84,6 +84,18 @@ def count_rest_error(error: TelemedError) -> None:
     ERRORS.labels("rest", error.code).inc()
 
 
+def count_socket_error(code: str) -> None:
+    """One Socket.IO error answered to a client; `observed` calls it for wrapped handlers."""
+    ERRORS.labels("socketio", code).inc()
+
+
+def error_ack(error: TelemedError) -> Ack:
+    """The ack of a Socket.IO error, counted in telemed_errors_total: for answers that no
+    `observed` handler gives, such as `unknown_event` for an event nobody handles."""
+    count_socket_error(error.code)
+    return {"ok": False, "error": error.to_dict()}
+
+
 def observed(event: str, handler: AckHandler) -> AckHandler:
     """Wrap a Socket.IO handler that returns an ack: one histogram observe per event (its
     count is the event count), and the error code counted when the ack is an error."""
@@ -96,7 +108,7 @@ def observed(event: str, handler: AckHandler) -> AckHandler:
         if not ack.get("ok"):
             error = ack.get("error")
             code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"
-            ERRORS.labels("socketio", str(code)).inc()
+            count_socket_error(str(code))
         return ack
 
     return timed

@@ -10,17 +10,22 @@ drift from what is enforced.
 from __future__ import annotations
 
 import json
+import re
+import zoneinfo
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError, WithJsonSchema
+from pydantic.json_schema import JsonSchemaMode
 
 from telemed.errors import (
     BadRequest,
     ConsentRequired,
     Forbidden,
+    MethodNotAllowed,
     PayloadTooLarge,
     TelemedError,
     ValidationFailed,
@@ -30,6 +35,8 @@ from telemed.services.auth import Caller
 from telemed.text import CleanModel, has_control
 
 API_PREFIX = "/api/v1"
+TIME_ZONES = sorted(zoneinfo.available_timezones())
+"""Every IANA zone name this server knows: the enum of time-zone fields."""
 B = TypeVar("B", bound=BaseModel)
 
 
@@ -80,7 +87,9 @@ class Endpoint:
     tag: str
     query: type[BaseModel] | None = None
     raw_body: bool = False
-    produces: str | None = None
+    consumes: str = "multipart/form-data"
+    raw_schema: dict[str, Any] | None = None
+    produces: tuple[str, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
 
 
@@ -119,10 +128,13 @@ class Api:
         summary: str = "",
         tag: str = "default",
         raw_body: bool = False,
-        produces: str | None = None,
+        consumes: str = "multipart/form-data",
+        raw_schema: dict[str, Any] | None = None,
+        produces: str | tuple[str, ...] = (),
     ) -> Callable[[H], H]:
         """Declare an endpoint. `roles=None` means public; patients also need consent unless
-        `consent=False`."""
+        `consent=False`. A `raw_body` endpoint reads its own body, of type `consumes`
+        (described by `raw_schema`); `produces` names the media types of a non-JSON answer."""
 
         def register(handler: H) -> H:
             self.endpoints.append(
@@ -139,7 +151,9 @@ class Api:
                     tag=tag,
                     query=query,
                     raw_body=raw_body,
-                    produces=produces,
+                    consumes=consumes,
+                    raw_schema=raw_schema,
+                    produces=(produces,) if isinstance(produces, str) else produces,
                 )
             )
             return handler
@@ -165,11 +179,12 @@ class Api:
                     raise ConsentRequired()
             _check_path(request)
             if endpoint.query is not None:
-                parsed: BaseModel = _validate(endpoint.query, dict(request.query))
+                parsed: BaseModel = _validate_query(endpoint.query, request)
             elif endpoint.raw_body or endpoint.body is NoBody:
                 parsed = NoBody()
             else:
-                parsed = _validate(endpoint.body, await read_json(request, self._max_body(request)))
+                raw = await read_body(request, self._max_body(request))
+                parsed = _validate(endpoint.body, raw)
             result = await endpoint.handler(Call(request, caller, parsed))
             if isinstance(result, web.StreamResponse):
                 return result
@@ -205,22 +220,28 @@ class Api:
                     "content": {"application/json": {"schema": _ref(ep.body, schemas)}},
                 }
             if ep.raw_body:
+                raw_schema = ep.raw_schema or {"type": "string", "format": "binary"}
                 op["requestBody"] = {
                     "required": True,
-                    "content": {"multipart/form-data": {"schema": {"type": "object"}}},
+                    "content": {ep.consumes: {"schema": raw_schema}},
                 }
             if ep.query is not None:
                 op["parameters"] = _query_parameters(ep.query)
             status = str(ep.status)
-            if ep.produces is not None:
+            if ep.produces:
+                binary = {"schema": {"type": "string", "format": "binary"}}
                 op["responses"][status] = {
                     "description": "OK",
-                    "content": {ep.produces: {"schema": {"type": "string", "format": "binary"}}},
+                    "content": {media: binary for media in ep.produces},
                 }
             elif ep.response is not None:
                 op["responses"][status] = {
                     "description": "OK",
-                    "content": {"application/json": {"schema": _ref(ep.response, schemas)}},
+                    "content": {
+                        "application/json": {
+                            "schema": _ref(ep.response, schemas, mode="serialization")
+                        }
+                    },
                 }
             else:
                 op["responses"]["204" if ep.status == 200 else status] = {"description": "Done"}
@@ -237,10 +258,28 @@ class Api:
             "info": {"title": self.title, "version": self.version},
             "paths": paths,
             "components": {
-                "schemas": schemas,
+                "schemas": {name: _as_served(schema) for name, schema in schemas.items()},
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
         }
+
+
+def error_headers(error: TelemedError, request: web.Request | None = None) -> dict[str, str]:
+    """The headers an error's status calls for, for every transport over HTTP (REST, FHIR):
+    `Retry-After`, `WWW-Authenticate: Bearer` on a 401 (RFC 6750: `invalid_token` when a
+    token was sent), `Allow` on a 405 (RFC 9110)."""
+    headers: dict[str, str] = {}
+    retry = error.details.get("retry_after_seconds")
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    if error.status == 401:
+        challenge = 'Bearer realm="telemed"'
+        if request is not None and bearer_token(request):
+            challenge += ', error="invalid_token"'
+        headers["WWW-Authenticate"] = challenge
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allow)
+    return headers
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -249,8 +288,9 @@ def bearer_token(request: web.Request) -> str | None:
     return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """Read a JSON body of at most `limit` bytes; refuse larger ones before reading them."""
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read a JSON body of at most `limit` bytes (refusing larger ones before reading them);
+    it must be a JSON object."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limit_bytes=limit)
     chunks: list[bytes] = []
@@ -267,9 +307,17 @@ async def read_json(request: web.Request, limit: int) -> Any:
     if not raw.strip():
         raise BadRequest("The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return raw
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """A JSON object body of at most `limit` bytes, parsed."""
+    return json.loads(await read_body(request, limit))
 
 
 def _check_path(request: web.Request) -> None:
@@ -285,13 +333,69 @@ def _check_path(request: web.Request) -> None:
         )
 
 
-def _validate(model: type[B], data: Any) -> B:
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
+def _validate(model: type[B], raw: bytes) -> B:
+    """Strict JSON validation, as the OpenAPI document says: no `true` or `"5"` for an
+    integer, no `1` for a boolean, no number for a date-time."""
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise validation_failed(exc) from None
+
+
+def _validate_query(model: type[B], request: web.Request) -> B:
+    """Query values are strings: read as JSON-mode strings, strictly (`limit=5`,
+    `overdue=true`), never a number for a time (see QueryTime)."""
+    try:
+        return model.model_validate_strings(dict(request.query), strict=True)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<offset>[Zz]|[+-]\d{2}:?\d{2})?"
+)
+_ISO_ONLY = "an ISO 8601 date-time, e.g. 2026-01-20T09:00:00+03:00"
+
+
+def _local_query_time(value: Any) -> Any:
+    if isinstance(value, str):
+        if not (_DATE_ONLY.fullmatch(value) or _DATE_TIME.fullmatch(value)):
+            raise ValueError(f"expected {_ISO_ONLY} or a date")
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _aware_query_time(value: Any) -> Any:
+    if isinstance(value, str):
+        found = _DATE_TIME.fullmatch(value)
+        if found is None or found["offset"] is None:
+            raise ValueError(f"expected {_ISO_ONLY} with its offset")
+        return datetime.fromisoformat(value)
+    return value
+
+
+QueryTime = Annotated[
+    datetime,
+    BeforeValidator(_local_query_time),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+            ],
+            "description": "ISO 8601; a date, or a time without an offset, is local time",
+        }
+    ),
+]
+"""A time in a query string, ISO 8601 only: pydantic alone takes `0.5` for a Unix time."""
+
+AwareQueryTime = Annotated[
+    datetime,
+    BeforeValidator(_aware_query_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A time in a query string with its offset (RFC 3339)."""
 
 
 def validation_failed(exc: ValidationError) -> TelemedError:
@@ -304,21 +408,51 @@ def validation_failed(exc: ValidationError) -> TelemedError:
     return ValidationFailed(f"Invalid fields: {names}.", fields=fields)
 
 
-def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+def _ref(
+    model: type[BaseModel], schemas: dict[str, Any], mode: JsonSchemaMode = "validation"
+) -> dict[str, str]:
+    """The model's schema under components (responses as serialised: aliases like `from`)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
     for name, sub in schema.pop("$defs", {}).items():
-        schemas[name] = sub
+        schemas.setdefault(name, sub)
     schemas[model.__name__] = schema
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema()
+    schema = model.model_json_schema(by_alias=True)
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {"name": name, "in": "query", "required": name in required, "schema": _not_null(prop)}
         for name, prop in schema.get("properties", {}).items()
     ]
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query value is never null (an absent parameter is): drop pydantic's null branch."""
+    out = {k: v for k, v in schema.items() if not (k == "default" and v is None)}
+    branches = out.pop("anyOf", None)
+    if branches is not None:
+        kept = [b for b in branches if b != {"type": "null"}]
+        if len(kept) == 1:
+            out.update(kept[0])
+        else:
+            out["anyOf"] = kept
+    served: dict[str, Any] = _as_served(out)
+    return served
+
+
+def _as_served(schema: Any) -> Any:
+    """A pydantic schema as the server applies it: strings are stripped before `minLength`
+    is checked, so a required text needs a non-space character (`pattern: \\S`)."""
+    if isinstance(schema, list):
+        return [_as_served(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _as_served(value) for key, value in schema.items()}
+    if out.get("type") == "string" and out.get("minLength", 0) >= 1 and "pattern" not in out:
+        out["pattern"] = r"\S"
+    return out
 
 
 def _path_params(path: str) -> list[str]:

@@ -6,18 +6,18 @@ Times go out in the patient's time zone (R-CAL-1) for patients, in UTC for staff
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from telemed.consultation import Channel, Kind, State
 from telemed.context import LIVE, REPLAN, Services, client_addr, services
 from telemed.errors import Forbidden, ValidationFailed
 from telemed.events import UserMessage
-from telemed.http.api import Api, Body, Call, Out
+from telemed.http.api import TIME_ZONES, Api, AwareQueryTime, Body, Call, Out
 from telemed.models import Appointment, Consultation, Patient, Staff
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.appointments import ChatNeedsConsultation, Hours, booking_text
@@ -30,8 +30,8 @@ CONSULTANTS = {Role.CONSULTANT, Role.ADMIN}
 
 class SlotsQuery(Body):
     role: Literal["therapist", "paediatrician", "specialist", "psychologist"]
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+    from_: AwareQueryTime | None = Field(default=None, alias="from")
+    to: AwareQueryTime | None = None
     doctor_id: Id | None = None
     patient_id: Id | None = Field(
         default=None, description="Staff: show the times in this patient's time zone (R-CAL-1)."
@@ -52,8 +52,42 @@ class SlotList(Out):
     time_zone: str | None = None  # the zone the times are shown in (patients, or patient_id)
 
 
+_PATIENT_BOOKING = ("slot_id", "channel")
+_STAFF_BOOKING = ("patient_id", "doctor_id", "starts_at", "channel")
+_STAFF_OPTIONAL = ("kind", "requires_documents", "notify_via")
+
+
+def _booking_shapes(schema: dict[str, Any]) -> None:
+    """The two bodies this call takes, as OpenAPI `oneOf`: a patient's `{slot_id, channel}`,
+    a consultant's `{patient_id, doctor_id, starts_at, channel, ...}` (each field required
+    where the handler requires it; which one a caller may send follows the role)."""
+    props = schema.pop("properties")
+    schema.pop("required", None)
+    schema.pop("additionalProperties", None)
+
+    def shape(required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+        fields = {}
+        for name in required + optional:
+            prop = dict(props[name])
+            branches = prop.pop("anyOf", None)
+            if branches is not None:  # required here: never null
+                prop.update(next(b for b in branches if b != {"type": "null"}))
+                prop.pop("default", None)
+            fields[name] = prop
+        return {
+            "type": "object",
+            "properties": fields,
+            "required": list(required),
+            "additionalProperties": False,
+        }
+
+    schema["oneOf"] = [shape(_PATIENT_BOOKING), shape(_STAFF_BOOKING, _STAFF_OPTIONAL)]
+
+
 class BookRequest(Body):
     """A patient sends `slot_id` + `channel`; a consultant sends the rest."""
+
+    model_config = ConfigDict(json_schema_extra=_booking_shapes)
 
     slot_id: Id | None = None
     channel: Channel
@@ -98,7 +132,9 @@ class HoursBlock(Body):
 
 
 class WorkingHoursRequest(Body):
-    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "Europe/Moscow"
+    time_zone: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"enum": TIME_ZONES})
+    ] = "Europe/Moscow"
     slot_minutes: Annotated[int, Field(ge=5, le=240)] = 15
     hours: Annotated[list[HoursBlock], Field(max_length=50)]
 

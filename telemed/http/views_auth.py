@@ -12,7 +12,17 @@ from telemed.http.api import Api, Body, Call, Out
 from telemed.roles import STAFF_ROLES, Role
 from telemed.services.audit import Who
 
-Phone = Annotated[str, Field(min_length=3, max_length=32, examples=["+7 916 123-45-67"])]
+Phone = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=32,
+        examples=["+7 916 123-45-67"],
+        pattern=r"^\+?[0-9][0-9 ()\-]+$",
+        # A number of the numbering plan, in any common form: more than a pattern can say.
+        json_schema_extra={"format": "phone"},
+    ),
+]
 
 
 class OtpRequest(Body):

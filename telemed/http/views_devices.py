@@ -28,7 +28,7 @@ from telemed.config import Settings
 from telemed.consultation import Channel
 from telemed.context import services
 from telemed.devices import DeviceReport, evaluate, pick_language, requirements_of
-from telemed.errors import NotFound, PayloadTooLarge, RateLimited
+from telemed.errors import BadRequest, NotFound, PayloadTooLarge, RateLimited
 from telemed.http.api import Api, Body, Call, Out
 from telemed.ratelimit import SlidingWindow
 from telemed.roles import Role
@@ -73,7 +73,7 @@ class DeviceCheckOut(Out):
 
 
 class CheckConfigOut(Out):
-    min_video: tuple[int, int]
+    min_video: Annotated[list[int], Field(min_length=2, max_length=2)]  # [width, height]
     min_bandwidth_kbps: int
     probe_max_bytes: int
     measure_seconds: float
@@ -145,7 +145,7 @@ def register(api: Api) -> None:
         svc = services(call.request)
         device = svc.settings.device
         return CheckConfigOut(
-            min_video=device.min_video,
+            min_video=list(device.min_video),
             min_bandwidth_kbps=device.min_bandwidth_kbps,
             probe_max_bytes=device.probe_max_bytes,
             measure_seconds=device.call_measure.total_seconds(),
@@ -248,6 +248,8 @@ def register(api: Api) -> None:
         "/device-check/probe",
         roles=PATIENT,
         raw_body=True,
+        consumes="application/octet-stream",
+        raw_schema={"type": "string", "format": "binary", "minLength": 1},
         response=ProbeOut,
         tag="device-check",
     )
@@ -268,6 +270,8 @@ def register(api: Api) -> None:
             ended = loop.time()
             if size > limit:
                 raise PayloadTooLarge(limit_bytes=limit)
+        if size == 0:
+            raise BadRequest("Send the probe's bytes (application/octet-stream).")
         measured, seconds = size - already, max(ended - began, 1e-3)
         if measured <= 0:  # it all arrived while the caller was authenticated: too fast to time
             measured, seconds = size, 1e-3

@@ -13,12 +13,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field
 
 from telemed.context import client_addr, services
-from telemed.errors import BadRequest
+from telemed.errors import BadRequest, NotFound
 from telemed.http.api import Api, Body, Call, Out
 from telemed.models import Document
 from telemed.roles import STAFF_ROLES, Role
 from telemed.services.audit import Who
 from telemed.services.auth import Caller
+from telemed.services.documents import EXTENSIONS
 
 READERS = STAFF_ROLES | {Role.PATIENT}
 # What aiohttp's multipart reader raises on a malformed body: a bad or overlong part header
@@ -104,8 +105,8 @@ def _card_owner(me: Caller, asked: str | None) -> str:
     """Whose card is meant: a patient's own; staff must name the patient."""
     if me.role is Role.PATIENT:
         return asked or me.id
-    if asked is None:
-        raise BadRequest("Name the patient: ?patient_id=...")
+    if asked is None:  # staff have no card of their own
+        raise NotFound("Staff have no medical card; name the patient: ?patient_id=...")
     return asked
 
 
@@ -117,6 +118,12 @@ def register(api: Api) -> None:
         response=DocumentOut,
         status=201,
         raw_body=True,
+        raw_schema={
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "additionalProperties": True,  # other fields are skipped (see _file_part)
+        },
         tag="documents",
     )
     async def upload_document(call: Call[Body]) -> DocumentOut:
@@ -162,7 +169,7 @@ def register(api: Api) -> None:
         "/documents/{document_id}/content",
         roles=READERS,
         tag="documents",
-        produces="application/octet-stream",
+        produces=tuple(EXTENSIONS),  # the document's real type, as recognised at upload
     )
     async def download_document(call: Call[Body]) -> web.FileResponse:
         """The document's bytes, as an attachment with its real type."""

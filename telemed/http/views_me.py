@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from telemed.consent import Variant, consent_text, current_version, variant_for
 from telemed.context import Services, client_addr, services
 from telemed.errors import NotEligible, NotFound
-from telemed.http.api import Api, Body, Call, Out
+from telemed.http.api import TIME_ZONES, Api, Body, Call, Out
 from telemed.models import Patient, Staff
 from telemed.phone import mask_phone
 from telemed.roles import STAFF_ROLES, Role
@@ -38,7 +38,15 @@ class MeOut(Out):
 
 
 class MePatch(Body):
-    timezone: Annotated[str, Field(min_length=1, max_length=64, examples=["Asia/Vladivostok"])]
+    timezone: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            examples=["Asia/Vladivostok"],
+            json_schema_extra={"enum": TIME_ZONES},
+        ),
+    ]
 
     @field_validator("timezone")
     @classmethod

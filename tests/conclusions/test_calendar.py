@@ -103,7 +103,7 @@ async def test_a_signed_conclusion_reaches_the_calendar_in_the_patients_time_zon
 
     ics = await ics_of(app, c.patient.auth)
     assert str(ics["X-WR-TIMEZONE"]) == "Asia/Vladivostok"
-    assert [str(tz["TZID"]) for tz in ics.walk("VTIMEZONE")] == ["Asia/Vladivostok"]
+    assert ics.walk("VTIMEZONE") == []  # times in UTC: every client reads them alike
     events = vevents(ics)
     assert set(events) == {f"consultation-{cid}@telemed", f"appointment-{appointment}@telemed"}
     for json_event in moved["events"]:
@@ -112,7 +112,7 @@ async def test_a_signed_conclusion_reaches_the_calendar_in_the_patients_time_zon
         vevent = events[uid]
         start = vevent.decoded("DTSTART")
         assert start == instant(json_event["starts_at"])
-        assert str(start.tzinfo) == "Asia/Vladivostok"
+        assert start.utcoffset() == timedelta(0)
         assert vevent.decoded("DTEND") == instant(json_event["ends_at"])
         assert str(vevent["SUMMARY"]) == json_event["title"]
 
@@ -134,6 +134,7 @@ async def test_the_feed_and_the_ics_carry_no_medical_text_only_titles_and_links(
     assert set(event) == {
         "UID",
         "DTSTAMP",
+        "LAST-MODIFIED",
         "DTSTART",
         "DTEND",
         "SUMMARY",
