@@ -163,8 +163,9 @@ async def test_searches_by_patient_page_with_links_and_find_what_everything_hold
 
 
 async def test_every_fhir_error_is_an_operation_outcome(app: Running) -> None:
-    """404 (no such route or resource), 405 with Allow, 401 with a Bearer challenge, 403,
-    406 for XML by Accept or _format, 422 for a search without a patient: OperationOutcome."""
+    """404 (no such route or resource, or no care relationship), 405 with Allow, 401 with a
+    Bearer challenge, 406 for XML by Accept or _format, 422 for a search without a patient:
+    OperationOutcome."""
     c = await cast(app)
     stranger = await patient(app, OTHER_PHONE, "P-2")
     admin = await staff(app, Role.ADMIN)
@@ -175,7 +176,7 @@ async def test_every_fhir_error_is_an_operation_outcome(app: Running) -> None:
         (stranger, f"/fhir/Patient/{c.patient.id}", {}, 404, "not-found"),
         (stranger, f"/fhir/Encounter?patient={c.patient.id}", {}, 404, "not-found"),
         (None, everything, {}, 401, "login"),
-        (admin, everything, {}, 403, "forbidden"),
+        (admin, everything, {}, 404, "not-found"),  # no care relationship: as if absent
         (c.patient, everything, {"Accept": "application/fhir+xml"}, 406, "not-supported"),
         (c.patient, everything + "?_format=xml", {}, 406, "not-supported"),
         (None, "/fhir/metadata?_format=application/fhir+xml", {}, 406, "not-supported"),
