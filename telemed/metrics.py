@@ -89,13 +89,6 @@ def count_socket_error(code: str) -> None:
     ERRORS.labels("socketio", code).inc()
 
 
-def error_ack(error: TelemedError) -> Ack:
-    """The ack of a Socket.IO error, counted in telemed_errors_total: for answers that no
-    `observed` handler gives, such as `unknown_event` for an event nobody handles."""
-    count_socket_error(error.code)
-    return {"ok": False, "error": error.to_dict()}
-
-
 def observed(event: str, handler: AckHandler) -> AckHandler:
     """Wrap a Socket.IO handler that returns an ack: one histogram observe per event (its
     count is the event count), and the error code counted when the ack is an error."""

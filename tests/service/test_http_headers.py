@@ -11,8 +11,6 @@ from aiohttp import web
 from appkit import Running
 from helpers import bearer
 
-from signalling.server import UnknownEvent
-from telemed import metrics
 from telemed.app import API
 
 PROBE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -71,19 +69,3 @@ async def test_every_401_carries_a_bearer_challenge(app: Running) -> None:
         resp = await app.client.request(method, concrete(path), headers=bearer("not-a-token"))
         assert resp.status == 401, (method, path, resp.status)
         assert resp.headers["WWW-Authenticate"] == 'Bearer realm="telemed", error="invalid_token"'
-
-
-def errors_counted(code: str) -> float:
-    return metrics.ERRORS.labels("socketio", code)._value.get()
-
-
-def test_an_unknown_event_answer_made_by_error_ack_is_counted() -> None:
-    """telemed_errors_total{transport="socketio", code="unknown_event"} grows with every
-    `unknown_event` ack built by metrics.error_ack (what the server's catch-all returns)."""
-    before = errors_counted("unknown_event")
-    ack = metrics.error_ack(UnknownEvent('There is no event "nope".'))
-    assert ack == {
-        "ok": False,
-        "error": {"code": "unknown_event", "message": 'There is no event "nope".'},
-    }
-    assert errors_counted("unknown_event") == before + 1

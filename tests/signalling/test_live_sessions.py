@@ -19,11 +19,11 @@ from telemed.roles import Role
 ADMIN_LOGIN = "admin"
 
 
-async def rate_limited_count(app: Running) -> float:
-    """telemed_errors_total for rate_limited socket acks, as /metrics shows it (0 if none)."""
+async def socket_errors(app: Running, code: str) -> float:
+    """telemed_errors_total for socket acks of `code`, as /metrics shows it (0 if none)."""
     text = await (await app.client.get("/metrics")).text()
     for line in text.splitlines():
-        labels = ('code="rate_limited"', 'transport="socketio"')
+        labels = (f'code="{code}"', 'transport="socketio"')
         if line.startswith("telemed_errors_total{") and all(x in line for x in labels):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
@@ -175,7 +175,7 @@ async def test_each_socket_has_a_chat_budget_answered_rate_limited_and_counted(
         str(app.client.make_url("/")), await patient_token(app, "+79161234567"), "p"
     ).connect()
     try:
-        before = await rate_limited_count(app)
+        before = await socket_errors(app, "rate_limited")
         cid = (await patient.ok("consultation:start", {"channel": "chat"}))["consultation_id"]
         acks = [
             await patient.call("chat:send", {"consultation_id": cid, "text": f"m{n}"})
@@ -185,6 +185,16 @@ async def test_each_socket_has_a_chat_budget_answered_rate_limited_and_counted(
         assert {a["error"]["code"] for a in acks[5:]} == {"rate_limited"}
         app.clock.advance(timedelta(seconds=2))  # two tokens back
         assert (await patient.call("chat:send", {"consultation_id": cid, "text": "x"}))["ok"]
-        assert await rate_limited_count(app) - before == 3
+        assert await socket_errors(app, "rate_limited") - before == 3
     finally:
         await patient.close()
+
+
+async def test_unknown_and_reserved_events_are_answered_and_counted(live: Any) -> None:
+    """Every unknown_event ack is counted in telemed_errors_total, like any other error."""
+    app: Running = live.running
+    patient = await live.join(await patient_token(app, "+79161234567"), "patient")
+    before = await socket_errors(app, "unknown_event")
+    ack = await patient.call("nope", {})
+    assert ack["ok"] is False and ack["error"]["code"] == "unknown_event"
+    assert await socket_errors(app, "unknown_event") == before + 1
