@@ -1,7 +1,7 @@
 """HTTP as written: every 405 names what is allowed in `Allow` (RFC 9110 15.5.6), every 401
 challenges with `WWW-Authenticate: Bearer` (RFC 9110 15.5.2, RFC 6750 3), whatever route
-answers it (REST, FHIR, pages); and Socket.IO errors answered outside a handler
-(`unknown_event`) are counted in telemed_errors_total."""
+answers it (REST, FHIR, pages). (`unknown_event` acks are counted: see
+tests/signalling/test_live_sessions.py.)"""
 
 from __future__ import annotations
 
