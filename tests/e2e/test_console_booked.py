@@ -243,23 +243,12 @@ async def test_booked_by_the_consultant_transferred_through_the_page_and_followe
         await p.get_by_test_id("nav-records").click()
         await screen_is(p, "records")
         await expect(p.get_by_test_id("record")).to_have_count(2, timeout=WAIT)
-        records = await p.evaluate(
-            """async () => {
-              const token = JSON.parse(localStorage['telemed.patient']).token;
-              const headers = {Authorization: 'Bearer ' + token};
-              const r = await fetch('/api/v1/records', {headers});
-              return (await r.json()).items;
-            }"""
-        )
-        followed = [r["follow_up"] for r in records if r["follow_up"]]
-        assert followed == [
-            {
-                "needs": ["tests"],
-                "outcome": "finished",
-                "note": "Направление на анализ крови.",
-                "recorded_at": followed[0]["recorded_at"],
-            }
-        ]
+        # R-URG-5: the consultant's record after the doctor, in the patient's own words.
+        follow_up = p.get_by_test_id("record-follow-up")
+        await expect(follow_up).to_have_count(1, timeout=WAIT)
+        await expect(follow_up).to_contain_text("анализы и обследования")
+        await expect(follow_up).to_contain_text("консультация завершена")
+        await expect(follow_up).to_contain_text("Направление на анализ крови.")
         for who in (consultant, therapist, patient):
             assert not [e for e in who.errors if "rtc:" not in e], who.errors
 

@@ -71,6 +71,16 @@ document.querySelector('[data-testid="feed-revoke"]').addEventListener("click", 
   });
 });
 
+/** The consultant's record after the doctor (R-URG-5): the services arranged and the outcome. */
+function followUpBlock(followUp) {
+  const w = words().follow_up;
+  const needs = followUp.needs.map((need) => w.need[need] || need).join(", ");
+  return el("div", { class: "follow-up", testid: "record-follow-up" },
+    el("p", {}, el("strong", {}, `${t("records.follow_up")}: `), needs),
+    el("p", {}, `${t("records.outcome")}: ${w.outcome[followUp.outcome] || followUp.outcome}`),
+    followUp.note ? el("p", {}, followUp.note) : null);
+}
+
 export async function loadRecords() {
   try {
     const { items } = await api.get("/records");
@@ -91,6 +101,7 @@ export async function loadRecords() {
       } else {
         item.append(el("p", { class: "hint" }, t("records.no_conclusion")));
       }
+      if (record.follow_up) item.append(followUpBlock(record.follow_up));
       return item;
     }));
   } catch (error) {

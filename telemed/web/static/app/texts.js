@@ -74,7 +74,11 @@ export const TEXTS = {
       once: "Ссылка показывается один раз. Новая ссылка отключает старую.", created: "Ссылка готова: добавьте её в календарь как подписку.",
     },
     calendar: { title: "Календарь", zone: "Время указано в поясе {zone}.", none: "Событий нет.", conclusion: "Заключение", recommendations: "Рекомендации", doctor: "Врач" },
-    records: { title: "Мои записи", none: "Консультаций пока нет.", conclusion_ready: "Заключение готово", no_conclusion: "Заключения нет", show: "Показать заключение" },
+    records: { title: "Мои записи", none: "Консультаций пока нет.", conclusion_ready: "Заключение готово", no_conclusion: "Заключения нет", show: "Показать заключение", follow_up: "Что организует консультант", outcome: "Итог" },
+    follow_up: {
+      need: { none: "ничего не нужно", specialist: "запись к специалисту", tests: "анализы и обследования", clinic_visit: "очный приём в клинике", home_visit: "вызов врача на дом", hospital: "госпитализация", medicines: "лекарства", second_opinion: "второе мнение" },
+      outcome: { finished: "консультация завершена", booked: "запись к врачу", referred: "направление в клинику", emergency: "вызвана скорая помощь", declined: "от услуг отказались" },
+    },
     hotline: {
       login: "Нет интернета или не получается войти? Позвоните медицинскому консультанту:",
       check: "Если связь не наладится, позвоните медицинскому консультанту:",
@@ -190,7 +194,11 @@ export const TEXTS = {
       once: "The link is shown once. A new link turns the old one off.", created: "The link is ready: add it to your calendar as a subscription.",
     },
     calendar: { title: "Calendar", zone: "Times are in the {zone} time zone.", none: "No events.", conclusion: "Conclusion", recommendations: "Recommendations", doctor: "Doctor" },
-    records: { title: "My records", none: "No consultations yet.", conclusion_ready: "Conclusion ready", no_conclusion: "No conclusion", show: "Show the conclusion" },
+    records: { title: "My records", none: "No consultations yet.", conclusion_ready: "Conclusion ready", no_conclusion: "No conclusion", show: "Show the conclusion", follow_up: "What the consultant arranges", outcome: "Outcome" },
+    follow_up: {
+      need: { none: "nothing needed", specialist: "a specialist's appointment", tests: "tests and examinations", clinic_visit: "a visit to the clinic", home_visit: "a doctor's home visit", hospital: "hospital", medicines: "medicines", second_opinion: "a second opinion" },
+      outcome: { finished: "consultation finished", booked: "booked with a doctor", referred: "referred to a clinic", emergency: "ambulance called", declined: "services declined" },
+    },
     hotline: {
       login: "No internet, or cannot log in? Call the medical consultant:",
       check: "If the connection does not work, call the medical consultant:",
