@@ -202,6 +202,7 @@ class Api:
         """The OpenAPI 3.1 document, built from the endpoint declarations."""
         paths: dict[str, dict[str, Any]] = {}
         schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+        inputs: set[str] = set()  # what clients send: the text rule applies
         for ep in self.endpoints:
             op: dict[str, Any] = {
                 "summary": ep.summary,
@@ -217,7 +218,9 @@ class Api:
             if ep.body is not NoBody and not ep.raw_body and ep.query is None:
                 op["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(ep.body, schemas)}},
+                    "content": {
+                        "application/json": {"schema": _ref(ep.body, schemas, inputs=inputs)}
+                    },
                 }
             if ep.raw_body:
                 raw_schema = ep.raw_schema or {"type": "string", "format": "binary"}
@@ -247,7 +250,12 @@ class Api:
                 op["responses"]["204" if ep.status == 200 else status] = {"description": "Done"}
             path = API_PREFIX + ep.path
             op_params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": TEXT_PATTERN},
+                }
                 for name in _path_params(ep.path)
             ]
             if op_params:
@@ -258,7 +266,10 @@ class Api:
             "info": {"title": self.title, "version": self.version},
             "paths": paths,
             "components": {
-                "schemas": {name: _as_served(schema) for name, schema in schemas.items()},
+                "schemas": {
+                    name: _as_served(schema, sent_by_clients=name in inputs)
+                    for name, schema in schemas.items()
+                },
                 "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             },
         }
@@ -409,13 +420,21 @@ def validation_failed(exc: ValidationError) -> TelemedError:
 
 
 def _ref(
-    model: type[BaseModel], schemas: dict[str, Any], mode: JsonSchemaMode = "validation"
+    model: type[BaseModel],
+    schemas: dict[str, Any],
+    mode: JsonSchemaMode = "validation",
+    inputs: set[str] | None = None,
 ) -> dict[str, str]:
-    """The model's schema under components (responses as serialised: aliases like `from`)."""
+    """The model's schema under components (responses as serialised: aliases like `from`);
+    the names of a request's schemas are added to `inputs`."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
     for name, sub in schema.pop("$defs", {}).items():
         schemas.setdefault(name, sub)
+        if inputs is not None:
+            inputs.add(name)
     schemas[model.__name__] = schema
+    if inputs is not None:
+        inputs.add(model.__name__)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -442,15 +461,29 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     return served
 
 
-def _as_served(schema: Any) -> Any:
+# The text rule of telemed/text.py as JSON Schema: none of C0 but tab, newline and carriage
+# return, no DEL; a required text also has a character that is not white space (strings
+# are stripped before `minLength` is checked).
+_ALLOWED = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+OPTIONAL_TEXT_PATTERN = rf"^{_ALLOWED}*$"
+TEXT_PATTERN = rf"^{_ALLOWED}*[^\s\x00-\x1f\x7f]{_ALLOWED}*$"
+
+
+def _as_served(schema: Any, sent_by_clients: bool = True) -> Any:
     """A pydantic schema as the server applies it: strings are stripped before `minLength`
-    is checked, so a required text needs a non-space character (`pattern: \\S`)."""
+    is checked, so a required text is not blank; what clients send also obeys the text rule
+    (no control characters)."""
     if isinstance(schema, list):
-        return [_as_served(item) for item in schema]
+        return [_as_served(item, sent_by_clients) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: _as_served(value) for key, value in schema.items()}
-    if out.get("type") == "string" and out.get("minLength", 0) >= 1 and "pattern" not in out:
+    out = {key: _as_served(value, sent_by_clients) for key, value in schema.items()}
+    if out.get("type") != "string" or {"pattern", "enum", "format", "const"} & set(out):
+        return out
+    required = out.get("minLength", 0) >= 1
+    if sent_by_clients:
+        out["pattern"] = TEXT_PATTERN if required else OPTIONAL_TEXT_PATTERN
+    elif required:
         out["pattern"] = r"\S"
     return out
 

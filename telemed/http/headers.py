@@ -39,6 +39,8 @@ def content_security_policy(host: str) -> str:
             "font-src 'self'",
             "worker-src 'self'",
             "manifest-src 'self'",
+            # The console's document viewer shows a PDF fetched with the token, as a blob.
+            "frame-src 'self' blob:",
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",

@@ -4,7 +4,7 @@ consultant may see them, and the record of the patient's needs and the outcome."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,9 +18,24 @@ from telemed.services.followup import MAX_NOTE, FollowUpService
 CONSULTANTS = {Role.CONSULTANT, Role.ADMIN}
 
 
+Need = Literal[
+    "none",
+    "specialist",
+    "tests",
+    "clinic_visit",
+    "home_visit",
+    "hospital",
+    "medicines",
+    "second_opinion",
+]
+Outcome = Literal["finished", "booked", "referred", "emergency", "declined"]
+
+
 class FollowUpIn(Body):
-    needs: Annotated[list[str], Field(max_length=16)]
-    outcome: Annotated[str, Field(min_length=1, max_length=32)]
+    """The closed lists of services/followup.py (NEEDS, OUTCOMES), as the schema says."""
+
+    needs: Annotated[list[Need], Field(max_length=16)]
+    outcome: Outcome
     note: Annotated[str, Field(max_length=MAX_NOTE)] = ""
 
 
@@ -90,7 +105,7 @@ def register(api: Api) -> None:
         service, who, consultation_id = _service(call)
         b = call.body
         row = await service.save(
-            consultation_id, who, needs=b.needs, outcome=b.outcome, note=b.note
+            consultation_id, who, needs=list(b.needs), outcome=b.outcome, note=b.note
         )
         out = follow_up_out(row)
         assert out is not None

@@ -96,9 +96,8 @@ async def test_parent_picks_the_child_and_starts_an_urgent_consultation(
         await expect(
             page.locator('[data-screen="waiting"] [data-testid="consultation-for"]')
         ).to_contain_text(CHILD_NAME)
-        update = await consultant.wait(
-            "queue:update",
-            lambda d: any(i["patient_name"] == CHILD_NAME for i in d["items"]),
+        update = await consultant.wait_queue(
+            lambda items: any(i["patient_name"] == CHILD_NAME for i in items),
             within=WAIT / 1000,
         )
         (item,) = [i for i in update["items"] if i["patient_name"] == CHILD_NAME]

@@ -53,6 +53,7 @@ RULE_ANSWERS: dict[str, tuple[list[str], str]] = {
     "request_second_opinion": (["422"], "unknown_documents: documents of my card only"),
     "register_patient": (["422"], "valid_from before valid_to; a birth date in the past"),
     "identify_patient": (["422"], "a birth date in the past"),
+    "put_follow_up": (["422"], "needs: `none` stands alone"),
 }
 LEFT_OUT = ("logout", "withdraw_consent")
 
