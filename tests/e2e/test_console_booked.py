@@ -9,6 +9,7 @@ Also the console's queue model against the deltas of the queue protocol, in the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -473,35 +474,16 @@ def _png() -> bytes:
 
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"  # noqa: E501
 
-ASK = """async ({png, pdf, consultationId}) => {
-  // The patient's own page asks (the second-opinion screen is the patient app's): two
-  // documents into the card, then the request with them.
-  const token = JSON.parse(localStorage['telemed.patient']).token;
-  const headers = {Authorization: 'Bearer ' + token};
-  const ids = [];
-  for (const [name, b64, type] of [['рентген.png', png, 'image/png'], ['выписка.pdf', pdf, 'application/pdf']]) {
-    const form = new FormData();
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    form.append('file', new Blob([bytes], {type}), name);
-    const up = await fetch('/api/v1/documents', {method: 'POST', headers, body: form});
-    ids.push((await up.json()).document_id);
-  }
-  const r = await fetch('/api/v1/second-opinions', {method: 'POST',
-    headers: {...headers, 'Content-Type': 'application/json'},
-    body: JSON.stringify({consultation_id: consultationId, question: 'Нужна ли операция?', document_ids: ids})});
-  return {status: r.status, body: await r.json()};
-}"""  # noqa: E501
-
 
 async def test_second_opinion_assigned_read_in_the_viewer_concluded_and_delivered(
     start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path
 ) -> None:
-    """R-SECOND, R-DOCS-1: the consultant assigns (the due date counts 14 working days), the
+    """R-SECOND, R-DOCS-1, every role through its pages: the patient asks from the call with
+    two documents, the consultant assigns (the due date counts 14 working days), the
     specialist opens both documents in the console's viewer (image and PDF from the
     authenticated fetch), writes and signs the conclusion, the consultant delivers it into
-    the patient's chat (its link and the patient's pages are the patient app's) and, on the
-    patient's request, books the specialist from the same screen."""
-    import base64
+    the patient's chat, whose link opens the conclusion, and on the patient's request books
+    the specialist from the same screen."""
 
     stage = await open_stage(start_app, sqlite_url, tmp_path)
     await stage.add_patients(ADULT)
@@ -518,25 +500,31 @@ async def test_second_opinion_assigned_read_in_the_viewer_concluded_and_delivere
         await login_staff(sp, stage.url, "vera")
         await expect(c.locator("#live-state")).to_be_hidden(timeout=WAIT)
 
-        # The patient calls (chat) and, talking to the consultant, asks with two documents.
+        # The patient calls (chat) and, talking to the consultant, asks from the call screen
+        # with two documents uploaded there (the patient app's second-opinion screen).
         await login_patient(p, stage)
         await patient_reaches_home(p)
         await p.get_by_test_id("channel-chat").check()
         await p.get_by_test_id("start-urgent").click()
         item = c.get_by_test_id("queue-item")
         await expect(item).to_have_count(1, timeout=WAIT)
-        consultation_id = await item.get_attribute("data-consultation-id")
         await item.get_by_test_id("accept").click()
-        asked = await p.evaluate(
-            ASK,
-            {
-                "png": base64.b64encode(_png()).decode(),
-                "pdf": base64.b64encode(PDF).decode(),
-                "consultationId": consultation_id,
-            },
-        )
-        assert asked["status"] == 201, asked
-        case_id = asked["body"]["second_opinion_id"]
+        await screen_is(p, "call")
+        await p.get_by_test_id("call-opinion").click()
+        await screen_is(p, "opinions")
+        xray, summary = tmp_path / "рентген.png", tmp_path / "выписка.pdf"
+        xray.write_bytes(_png())
+        summary.write_bytes(PDF)
+        for number, document in enumerate((xray, summary), start=1):
+            await p.get_by_test_id("opinion-upload").set_input_files(str(document))
+            await expect(p.get_by_test_id("opinion-doc")).to_have_count(number, timeout=WAIT)
+        for box in await p.get_by_test_id("opinion-doc").all():
+            await box.check()
+        await p.get_by_test_id("opinion-question").fill("Нужна ли операция?")
+        await p.get_by_test_id("opinion-send").click()
+        asked = p.get_by_test_id("opinion")
+        await expect(asked).to_have_attribute("data-state", "requested", timeout=WAIT)
+        case_id = str(await asked.get_attribute("data-second-opinion-id"))
 
         # The consultant sees it, opens it and assigns the specialist: due in 14 working days.
         await c.get_by_test_id("second-refresh").click()
@@ -614,6 +602,18 @@ async def test_second_opinion_assigned_read_in_the_viewer_concluded_and_delivere
             "data-state", "delivered", timeout=WAIT
         )
         await expect(case).to_have_count(0)  # delivered: no longer an open request
+
+        # The patient sees the package went to the specialist, then the link in the chat,
+        # which opens the conclusion.
+        await p.evaluate("location.hash = 'consultation'")  # back to the chat
+        await screen_is(p, "call")
+        link = p.get_by_test_id("chat-conclusion-link")
+        await expect(link).to_have_attribute("href", re.compile(r"^/#/conclusions/"), timeout=WAIT)
+        await link.click()
+        await screen_is(p, "conclusion")
+        await expect(p.get_by_test_id("conclusion-view")).to_contain_text(
+            "Показаний к операции нет.", timeout=WAIT
+        )
 
         # On the patient's request the consultant books the specialist from the same screen.
         await expect(c.get_by_test_id("second-slot")).to_contain_text("13:00", timeout=WAIT)
