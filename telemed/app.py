@@ -17,7 +17,7 @@ from scheduler.runner import SchedulerRunner
 from signalling.server import Signalling
 from telemed import __version__, metrics
 from telemed.clock import Clock, SystemClock
-from telemed.config import Settings, SmsSettings
+from telemed.config import PushSettings, Settings, SmsSettings
 from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
 from telemed.db import Database, Publish, create_engine, upgrade_schema
 from telemed.errors import (
@@ -38,17 +38,20 @@ from telemed.http import (
     views_followup,
     views_me,
     views_patients,
+    views_push,
     views_queues,
 )
 from telemed.http.api import Api, bearer_token
 from telemed.live import Live
 from telemed.notify import Sender, build_sender
+from telemed.notify.webpush import WebPushSender
 from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
 from telemed.services.chat import ChatService
 from telemed.services.consent import ConsentService
 from telemed.services.consultations import ConsultationService
 from telemed.services.documents import DocumentService
+from telemed.services.push import PushSubscriptions, ensure_vapid_key
 from telemed.services.queue import QueueService
 
 log = logging.getLogger("telemed.app")
@@ -134,6 +137,7 @@ def build_api() -> Api:
     views_queues.register(api)
     views_appointments.register(api)
     views_devices.register(api)
+    views_push.register(api)
     return api
 
 
@@ -152,6 +156,22 @@ def _sender(config: SmsSettings, clock: Clock) -> Sender:
         token=config.token,
         timeout=config.timeout.total_seconds(),
         clock=clock,
+    )
+
+
+def _push_sender(
+    settings: PushSettings, db: Database, clock: Clock, vapid_key: str | None, sms: Sender
+) -> Sender:
+    """Web Push with SMS as its fallback, or one of the development backends."""
+    if settings.backend != "webpush" or vapid_key is None:
+        return _sender(settings, clock)
+    return WebPushSender(
+        PushSubscriptions(db, clock, settings),
+        vapid_key,
+        settings.vapid_subject,
+        ttl_seconds=int(settings.ttl.total_seconds()),
+        timeout=settings.timeout.total_seconds(),
+        fallback=sms,
     )
 
 
@@ -190,6 +210,9 @@ def create_app(
         db = await open_database(settings)
         sender = sms or _sender(settings.sms, used_clock)
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
+        vapid_key = None
+        if settings.push.backend == "webpush":
+            vapid_key = await ensure_vapid_key(db, settings.push)
         auth = AuthService(db, used_clock, settings.auth, sender, otp_key)
         documents = DocumentService(db, used_clock, settings.storage)
         app[SERVICES] = Services(
@@ -204,8 +227,9 @@ def create_app(
             queue=QueueService(db, used_clock, settings.rules),
             chat=ChatService(db, used_clock),
             appointments=AppointmentService(db, used_clock, settings.rules),
+            vapid_private_key=vapid_key,
         )
-        push = _sender(settings.push, used_clock)
+        push = _push_sender(settings.push, db, used_clock, vapid_key, sender)
         consultations = app[SERVICES].consultations
         work = DueWork(
             db, used_clock, settings, consultations, signalling, {"push": push, "sms": sender}

@@ -175,7 +175,7 @@ def counts(db_url: str) -> dict[str, Any]:
             outbox = await s.scalar(
                 select(func.count())
                 .select_from(Notification)
-                .where(Notification.kind == "reminder")
+                .where(Notification.kind == "reminder", Notification.channel == "push")
             )
             no_shows = await s.scalar(
                 select(func.count())
