@@ -56,7 +56,6 @@ def payload_of(message: OutboundMessage) -> bytes:
             "body": message.text,
             "url": message.url or "/",
             "tag": message.idempotency_key,
-            "kind": message.kind,
         },
         ensure_ascii=False,
     ).encode()

@@ -39,7 +39,7 @@ class Note:
     recipient_id: str
     kind: str
     payload: dict[str, Any]
-    channels: tuple[str, ...]
+    channels: tuple[str, ...] = ("push",)
     role: Role = Role.PATIENT
 
 

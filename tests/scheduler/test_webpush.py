@@ -4,6 +4,7 @@ patient's notifications list. The clock is moved by hand."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from pushservice import Device, PushService, unb64url
 from sqlalchemy import func, select
 
 from scheduler.jobs import Fired
-from telemed.models import PushSubscription
+from telemed.models import Consultation, PushSubscription
 from telemed.notify.webpush import topic_of
 from telemed.roles import Role
 
@@ -110,7 +111,7 @@ async def test_the_reminder_reaches_every_device_once_at_remind_before_without_m
     assert pushes.refused == []
     assert len(pushes.to(phone)) == 1 and len(pushes.to(laptop)) == 1
     got = pushes.to(phone)[0]
-    assert set(got.payload) == {"title", "body", "url", "tag", "kind"}
+    assert set(got.payload) == {"title", "body", "url", "tag"}
     assert got.payload["title"] == "Скоро консультация"
     assert "13:00" in got.payload["body"]  # Moscow, the patient's zone
     assert got.payload["url"] == f"/#booking/{booked['appointment_id']}"
@@ -276,3 +277,47 @@ async def test_a_cancellation_by_the_clinic_is_pushed_to_the_patient(
     (got,) = pushes.to(device)
     assert got.payload["title"] == "Запись отменена" and "13:00" in got.payload["body"]
     assert got.payload["url"] == f"/#booking/{booked['appointment_id']}"
+
+
+async def test_a_booked_consultation_opening_is_pushed_when_the_patient_is_not_on_the_page(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """R-SCH 3: at the appointment's time the patient, not connected, is told on the phone
+    to come in; the tap opens the waiting screen."""
+    _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
+    patient = await clinic.patient()
+    device = pushes.device()
+    await subscribe(clinic, patient, device)
+    await clinic.book(patient, doctor_id, FIRST_SLOT)
+    clinic.app.clock.advance(timedelta(minutes=50))
+    await clinic.tick()
+    clinic.app.clock.advance(timedelta(minutes=10))
+    await clinic.tick()
+    got = pushes.to(device)
+    assert [r.payload["title"] for r in got] == ["Скоро консультация", "Консультация начинается"]
+    assert got[1].payload["url"] == "/#consultation"
+
+
+async def test_staff_calling_a_patient_whose_page_is_closed_pushes_to_their_phone(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """The patient's page dropped while they wait; the consultant accepts: their phone is
+    told someone is waiting for them, and the tap opens the waiting screen."""
+    patient = await clinic.patient()
+    device = pushes.device()
+    await subscribe(clinic, patient, device)
+    page = await clinic.join(patient, "patient")
+    cid = (await page.ok("consultation:start", {"channel": "video"}))["consultation_id"]
+    await page.close()
+    consultant = await clinic.join(clinic.consultant, "consultant")
+    for _ in range(50):  # the drop is recorded when the server sees the disconnect
+        async with clinic.app.services.db.read() as session:
+            row = await session.get(Consultation, cid)
+        if row is not None and row.patient_away_since is not None:
+            break
+        await asyncio.sleep(0.05)
+    await consultant.ok("consultation:accept", {"consultation_id": cid})
+    await clinic.tick()
+    (got,) = pushes.to(device)
+    assert got.payload["title"] == "Вас ждут на консультации"
+    assert got.payload["url"] == "/#consultation"
