@@ -293,6 +293,25 @@ def create_app(
     async def console(request: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_DIR / "console.html")
 
+    async def service_worker(request: web.Request) -> web.FileResponse:
+        """The patient app's service worker, from the root so its scope is the whole app;
+        never cached by HTTP, so a new version is found at once."""
+        return web.FileResponse(
+            WEB_DIR / "static" / "sw.js",
+            headers={
+                "Content-Type": "text/javascript",
+                "Cache-Control": "no-cache",
+                "Service-Worker-Allowed": "/",
+            },
+        )
+
+    async def manifest(request: web.Request) -> web.FileResponse:
+        """The web app manifest: the patient app installs like an app."""
+        return web.FileResponse(
+            WEB_DIR / "static" / "manifest.webmanifest",
+            headers={"Content-Type": "application/manifest+json", "Cache-Control": "no-cache"},
+        )
+
     async def vendor(request: web.Request) -> web.StreamResponse:
         relative = VENDOR_FILES.get(request.match_info["name"])
         if relative is None:
@@ -309,6 +328,8 @@ def create_app(
     app.router.add_get("/", index)
     app.router.add_get("/console", console)
     app.router.add_get("/vendor/{name}", vendor)
+    app.router.add_get("/sw.js", service_worker)
+    app.router.add_get("/manifest.webmanifest", manifest)
     app.router.add_static("/static", WEB_DIR / "static", show_index=False)
     _ = client_addr  # re-exported for views
     return app

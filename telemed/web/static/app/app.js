@@ -8,12 +8,14 @@ import { connectLive } from "/static/js/live.js";
 import { setupI18n } from "/static/js/i18n.js";
 import { checkClient, levelMeter, runCheck } from "/static/js/devicecheck.js";
 import { TEXTS } from "./texts.js";
+import { setupNotifications } from "./notifications.js";
 
 const api = createApi({ storageKey: "telemed.patient" });
 const i18n = setupI18n(TEXTS);
 const { t } = i18n;
+const notes = setupNotifications({ api, i18n }); // the list, pushes, the service worker
 const $ = (id) => document.getElementById(id);
-const NAV_SCREENS = ["home", "booking", "card", "calendar", "records", "profile", "check"];
+const NAV_SCREENS = ["home", "booking", "card", "calendar", "records", "profile", "check", "notifications"];
 const WAITING = new Set(["waiting_consultant", "waiting_doctor"]);
 const IN_CALL = new Set(["with_consultant", "with_doctor"]);
 
@@ -136,11 +138,12 @@ function show(name, { focus = true } = {}) {
   if (name === "records") loadRecords();
   if (name === "profile") renderProfile();
   if (name === "check") prepareCheck();
+  notes.onScreen(name);
 }
 
 function route() {
   if (!me || me.consent_required) return;
-  const name = location.hash.slice(1);
+  const name = location.hash.slice(1).split("/")[0]; // #booking/ID: a pushed appointment
   if (name === "consultation" || (!name && consultation)) return showConsultation(true);
   show(NAV_SCREENS.includes(name) ? name : "home");
 }
@@ -305,6 +308,7 @@ function startLive() {
   live.on("consultation:state", onConsultationState);
   live.on("consultation:closed", onConsultationClosed);
   live.on("reminder", onReminder);
+  notes.onLive(live);
 }
 
 function stopLive() {
@@ -616,6 +620,7 @@ document.querySelector('[data-testid="book-confirm"]').addEventListener("click",
     const channel = document.querySelector('input[name="book-channel"]:checked').value;
     const made = await api.post("/appointments", { slot_id: chosenSlot.slot_id, channel });
     toast(t("booking.booked", { time: when(made.starts_at) }), { testid: "booked" });
+    notes.offerPush(); // a sensible moment to ask for the reminder on the phone
     await loadBooking();
   });
 });
