@@ -94,7 +94,8 @@ async function openFrom(notification) {
   const open = windows.find((client) => new URL(client.url).origin === self.location.origin);
   if (open) {
     open.postMessage({ type: "telemed:open", url: target.pathname + target.hash });
-    return open.focus();
+    // Focusing needs the click's user activation; without it the page still goes there.
+    return open.focus().catch(() => open);
   }
   return self.clients.openWindow(target.href);
 }

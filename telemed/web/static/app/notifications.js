@@ -125,10 +125,9 @@ export function setupNotifications({ api, i18n }) {
     render();
   }
 
-  function arrived(item) {
-    if (items && !items.some((known) => known.notification_id === item.notification_id)) items.unshift(item);
-    if (!item.read) unread += 1;
-    render();
+  function arrived() {
+    // Reload rather than merge: a load in flight when the event came would drop it.
+    load().catch((error) => console.warn(error));
   }
 
   // --- the push switch in the profile --------------------------------------------------------

@@ -3,6 +3,7 @@
 // button in the profile), never on the first load.
 
 const ASKED_KEY = "telemed.push.asked";
+const SUBSCRIBE_TIMEOUT_MS = 15000;
 
 /** Registers /sw.js (scope "/"); the app works the same without it. */
 export async function registerWorker() {
@@ -49,8 +50,11 @@ export async function enablePush(api) {
   if (!registration) return "unsupported";
   try {
     const { public_key: key } = await api.get("/push/config");
+    // The browser's push service may be unreachable (then subscribe never settles): give up
+    // after a while; reminders then come by SMS.
+    const gaveUp = new Promise((_, reject) => setTimeout(() => reject(new Error("push service unreachable")), SUBSCRIBE_TIMEOUT_MS));
     const subscription = (await registration.pushManager.getSubscription())
-      || (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) }));
+      || (await Promise.race([registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) }), gaveUp]));
     await registerSubscription(api, subscription);
     return "on";
   } catch (error) {
