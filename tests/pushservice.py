@@ -46,6 +46,7 @@ class Received:
     topic: str | None
     ttl: int
     urgency: str | None
+    at: float = field(default_factory=time.time)  # wall clock, for the benchmark
 
 
 @dataclass
