@@ -82,9 +82,9 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
         await screen_is(page, "home")
 
         # Home: skip link, language, the menu in order, then the page; each with a ring.
-        walk = await tab_walk(page, 12)
+        walk = await tab_walk(page, 13)
         order = [w["testid"] for w in walk]
-        assert order[:9] == [
+        assert order[:10] == [
             "#content",
             "lang-ru",
             "lang-en",
@@ -93,9 +93,10 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
             "nav-card",
             "nav-calendar",
             "nav-records",
+            "nav-notifications",
             "nav-profile",
         ], order
-        assert "channel-video" in order[9:], order
+        assert "channel-video" in order[10:], order
         assert all(w["ring"] and w["shown"] for w in walk), walk
         assert (
             await page.evaluate(
@@ -109,7 +110,8 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
         # Every screen fits the phone and has no unlabelled control, in Russian and English.
         for lang in ("ru", "en"):
             await tid(f"lang-{lang}").click()
-            for name in ("home", "booking", "card", "calendar", "records", "profile", "check"):
+            screens = ("home", "booking", "card", "calendar", "records", "notifications")
+            for name in (*screens, "profile", "check"):
                 await page.goto(f"{stage.url}/#{name}")
                 await screen_is(page, name)
                 await fits_and_labelled(page)

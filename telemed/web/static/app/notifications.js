@@ -7,7 +7,7 @@
 // onScreen(name) from show(), onLive(live) from startLive(), offerPush() after a booking.
 
 import { el } from "/static/js/dom.js";
-import { enablePush, pushState, registerWorker, shouldOffer } from "./push.js";
+import { enablePush, markAsked, pushState, registerWorker, shouldOffer } from "./push.js";
 
 const WORDS = {
   ru: {
@@ -28,6 +28,7 @@ const WORDS = {
     push_failed: "Не удалось подписаться на уведомления. Напоминания придут по SMS.",
     offer: "Включить напоминание о консультации на этот телефон?",
     offer_yes: "Включить",
+    offer_no: "Не сейчас",
   },
   en: {
     nav: "Notifications",
@@ -47,6 +48,7 @@ const WORDS = {
     push_failed: "Could not subscribe to notifications. Reminders will come by SMS.",
     offer: "Get the consultation reminder on this phone?",
     offer_yes: "Turn on",
+    offer_no: "Not now",
   },
 };
 
@@ -191,18 +193,23 @@ export function setupNotifications({ api, i18n }) {
       live.on("notification:new", arrived);
       load().catch(() => {});
     },
-    /** After a booking: offer the reminder on this phone, once, on the person's tap. */
+    /** After a booking: offer the reminder on this phone, once, on the person's tap. In the
+     *  booking screen under my appointments, not over the page. */
     offerPush() {
-      if (!shouldOffer()) return;
+      if (!shouldOffer() || document.querySelector('[data-testid="push-offer"]')) return;
       const yes = el("button", { type: "button", class: "primary", "data-testid": "push-offer-yes" }, w("offer_yes"));
-      const close = el("button", { type: "button", class: "link", "aria-label": "×" }, "×");
-      const box = el("div", { class: "toast", role: "status", "data-testid": "push-offer" }, el("p", {}, w("offer")), yes, close);
-      close.addEventListener("click", () => box.remove());
+      const no = el("button", { type: "button", "data-testid": "push-offer-no" }, w("offer_no"));
+      const box = el("div", { class: "push-offer", role: "status", "data-testid": "push-offer" }, el("p", {}, w("offer")), el("div", { class: "actions" }, yes, no));
+      no.addEventListener("click", () => {
+        markAsked();
+        box.remove();
+      });
       yes.addEventListener("click", async () => {
         box.remove();
         await enablePush(api);
       });
-      document.getElementById("toasts").append(box);
+      const mine = document.getElementById("appointments");
+      if (mine) mine.after(box);
     },
   };
 }

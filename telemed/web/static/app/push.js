@@ -81,6 +81,11 @@ export async function pushState() {
   return subscription && Notification.permission === "granted" ? "on" : "off";
 }
 
+/** The person said "not now": never offer again on this device (the profile still can). */
+export function markAsked() {
+  localStorage.setItem(ASKED_KEY, "1");
+}
+
 /** Worth offering after a booking? Only if never asked and not decided yet. */
 export function shouldOffer() {
   return pushSupported() && Notification.permission === "default" && !localStorage.getItem(ASKED_KEY);
