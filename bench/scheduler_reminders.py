@@ -10,6 +10,14 @@ timer (`loop.call_at` per deadline, no database): the floor of lateness on
 this loop and machine. Lateness is printed with its ratio to the baseline.
 
     .venv/bin/python bench/scheduler_reminders.py [--n 100000] [--bursts 10] [--db URL]
+
+With `--webpush`, every patient has a browser subscription on the test push service of
+tests/pushservice.py (127.0.0.1, in this process: it checks each VAPID token and decrypts
+each aes128gcm payload as a browser would), and the scheduler sends through the real
+`push.backend: webpush` sender. It then also reports, per reminder, the time from due to
+arrival at the push service, and that each arrived exactly once (R-REMIND-1):
+
+    .venv/bin/python bench/scheduler_reminders.py --webpush --n 10000 --bursts 6 --spacing 10
 """
 
 from __future__ import annotations
@@ -35,9 +43,14 @@ from scheduler.runner import SchedulerRunner
 from telemed.clock import SystemClock
 from telemed.config import settings_from_mapping
 from telemed.db import Database, create_engine, upgrade_schema
-from telemed.models import Appointment, Notification, Patient, Staff
-from telemed.notify import build_sender
+from telemed.models import Appointment, Notification, Patient, PushSubscription, Staff
+from telemed.notify import Sender, build_sender
+from telemed.notify.webpush import WebPushSender
 from telemed.services.consultations import ConsultationService
+from telemed.services.push import PushSubscriptions, new_vapid_private_key, vapid_public_key
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pushservice import Device, PushService  # the tests' push service
 
 
 class NullLive:
@@ -78,7 +91,7 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return p50, p99, ordered[-1]
 
 
-async def seed(db: Database, n: int, due: list[datetime]) -> None:
+async def seed(db: Database, n: int, due: list[datetime]) -> list[str]:
     now = datetime.now(UTC)
     async with db.write() as s:
         doctor = Staff(
@@ -126,6 +139,32 @@ async def seed(db: Database, n: int, due: list[datetime]) -> None:
         ]
         for start in range(0, n, 5000):
             await s.execute(insert(Appointment), rows[start : start + 5000])
+    return [str(p["id"]) for p in patients]
+
+
+async def subscribe_all(
+    db: Database, patient_ids: list[str], service: PushService
+) -> dict[str, Device]:
+    """One browser subscription on the test push service per patient; device by patient."""
+    now = datetime.now(UTC)
+    devices = {pid: service.device() for pid in patient_ids}
+    rows = []
+    for pid, device in devices.items():
+        sub = device.subscription()
+        rows.append(
+            {
+                "id": uuid.uuid4().hex,
+                "patient_id": pid,
+                "endpoint": sub["endpoint"],
+                "p256dh": sub["keys"]["p256dh"],
+                "auth": sub["keys"]["auth"],
+                "created_at": now,
+            }
+        )
+    async with db.write() as s:
+        for start in range(0, len(rows), 5000):
+            await s.execute(insert(PushSubscription), rows[start : start + 5000])
+    return devices
 
 
 async def ideal_timer(due: list[datetime]) -> list[float]:
@@ -147,13 +186,22 @@ async def ideal_timer(due: list[datetime]) -> list[float]:
     return lateness
 
 
-async def run(n: int, bursts: int, spacing: float, db_url: str | None, lead: float) -> None:
+async def run(
+    n: int, bursts: int, spacing: float, db_url: str | None, lead: float, webpush: bool
+) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
     url = db_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    service = await PushService().start() if webpush else None
+    vapid_key = new_vapid_private_key()
+    push_config: dict[str, Any] = {"backend": "file", "path": str(workdir / "push.jsonl")}
+    if service is not None:
+        push_config = {"backend": "webpush", "endpoint_hosts": [service.host]}
+        service.server_key = vapid_public_key(vapid_key)
     settings = settings_from_mapping(
         {
             "database": {"url": url},
-            "push": {"backend": "file", "path": str(workdir / "push.jsonl")},
+            "push": push_config,
+            "sms": {"backend": "file", "path": str(workdir / "sms.jsonl")},
             "scheduler": {"sweep_interval": "1s", "batch_size": 500},
             "logging": {"json": False},
         }
@@ -171,19 +219,30 @@ async def run(n: int, bursts: int, spacing: float, db_url: str | None, lead: flo
     start = datetime.now(UTC) + timedelta(seconds=lead)
     due = pattern(start)
     t0 = time.perf_counter()
-    await seed(db, n, due)
+    patient_ids = await seed(db, n, due)
+    devices = await subscribe_all(db, patient_ids, service) if service is not None else {}
     print(
         f"seeded {n} appointments in {time.perf_counter() - t0:.1f} s ({bursts} bursts of "
         f"{n // bursts}, {spacing:g} s apart: {n / bursts / spacing:.0f} reminders/s asked)"
     )
-    push = build_sender("file", path=str(workdir / "push.jsonl"), clock=clock)
+    sms = build_sender("file", path=str(workdir / "sms.jsonl"), clock=clock)
+    push: Sender = build_sender("file", path=str(workdir / "push.jsonl"), clock=clock)
+    if service is not None:
+        push = WebPushSender(
+            PushSubscriptions(db, clock, settings.push),
+            vapid_key,
+            settings.push.vapid_subject,
+            ttl_seconds=600,
+            timeout=10.0,
+            fallback=sms,
+        )
     work = DueWork(
         db,
         clock,
         settings,
         ConsultationService(db, clock, settings.rules),
         NullLive(),
-        {"push": push},
+        {"push": push, "sms": sms},
     )
     runner = SchedulerRunner(work, settings.scheduler, LocalLease(), clock)
     gc.collect()
@@ -199,7 +258,9 @@ async def run(n: int, bursts: int, spacing: float, db_url: str | None, lead: flo
                 .where(Appointment.reminded_at.is_(None))
             )
             unsent = await s.scalar(
-                select(func.count()).select_from(Notification).where(Notification.sent_at.is_(None))
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.sent_at.is_(None), Notification.attempts < 5)
             )
         if not (left or unsent) or time.monotonic() > deadline:
             break
@@ -207,10 +268,17 @@ async def run(n: int, bursts: int, spacing: float, db_url: str | None, lead: flo
     cpu = cpu_seconds() - cpu_before
     rss_after = rss_mb()
     await runner.stop()
+    close = getattr(push, "close", None)
+    if close is not None:
+        await close()
     async with db.read() as s:
         rows = (
             await s.execute(select(Appointment.id, Appointment.remind_at, Appointment.reminded_at))
         ).all()
+        due_of_patient = {
+            str(pid): at
+            for pid, at in (await s.execute(select(Appointment.patient_id, Appointment.remind_at)))
+        }
         sent = dict(
             (
                 await s.execute(
@@ -262,6 +330,37 @@ async def run(n: int, bursts: int, spacing: float, db_url: str | None, lead: flo
         f"delivered {n / max(dworst + (bursts - 1) * spacing, 0.001):.0f} reminders/s overall"
     )
     print(f"mean lateness {statistics.fmean(lateness) * 1000:.1f} ms")
+    if service is not None:
+        report_webpush(service, devices, due_of_patient)
+        await service.stop()
+
+
+def report_webpush(
+    service: PushService, devices: dict[str, Device], due_of_patient: dict[str, datetime]
+) -> None:
+    """Each reminder at the push service once, and how long after its due time."""
+    per_device: dict[str, list[float]] = {}
+    for got in service.received:
+        per_device.setdefault(got.device, []).append(got.at)
+    arrivals = []
+    missing = twice = 0
+    for patient_id, device in devices.items():
+        times = per_device.get(device.token, [])
+        if not times:
+            missing += 1
+            continue
+        twice += len(times) > 1
+        arrivals.append(min(times) - due_of_patient[patient_id].timestamp())
+    a50, a99, aworst = percentiles(arrivals) if arrivals else (0.0, 0.0, 0.0)
+    verdict = "PASS" if not missing and not twice and aworst <= 60 else "FAIL"
+    print(
+        f"web push: {len(arrivals)}/{len(devices)} devices got their reminder, {missing} none, "
+        f"{twice} more than once; refused by the push service: {len(service.refused)}"
+    )
+    print(
+        f"due -> at the push service: p50 {a50 * 1000:.0f} ms, p99 {a99 * 1000:.0f} ms, "
+        f"max {aworst * 1000:.0f} ms; every one once within 60 s of due: {verdict}"
+    )
 
 
 def main() -> None:
@@ -271,8 +370,11 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=1.0, help="seconds between bursts")
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--lead", type=float, default=5.0, help="seconds before the first burst")
+    parser.add_argument(
+        "--webpush", action="store_true", help="Web Push to the test push service (tests/)"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.n, args.bursts, args.spacing, args.db, args.lead))
+    asyncio.run(run(args.n, args.bursts, args.spacing, args.db, args.lead, args.webpush))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ from telemed.models import (
     Conclusion,
     Consultation,
     Document,
-    Notification,
     Patient,
     SecondOpinion,
     SecondOpinionDocument,
@@ -53,6 +52,7 @@ from telemed.services.audit import Who, record
 from telemed.services.care import CareAccess, access_detail
 from telemed.services.chat import Message
 from telemed.services.insured import local_today
+from telemed.services.notifications import Note, queue_notes
 
 OBJECT = "second_opinion"
 READERS: frozenset[Role] = frozenset({Role.PATIENT, Role.CONSULTANT, Role.SPECIALIST})
@@ -272,17 +272,15 @@ class SecondOpinionService:
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 raise AlreadyDelivered()
-            session.add(
-                Notification(
-                    dedupe_key=f"second_opinion_ready:{case_id}",
-                    recipient_role=Role.PATIENT.value,
-                    recipient_id=case.patient_id,
-                    channel="push",
-                    kind="second_opinion_ready",
-                    payload={"second_opinion_id": case_id, "conclusion_id": conclusion.id},
-                    created_at=now,
-                )
+            ready = {"second_opinion_id": case_id, "conclusion_id": conclusion.id}
+            note = Note(
+                f"second_opinion_ready:{case_id}",
+                case.patient_id,
+                "second_opinion_ready",
+                ready,
+                channels=("push",),
             )
+            await queue_notes(session, now, [note])
             self._audit(session, who, "second_opinion_deliver", OBJECT, case_id)
         return await self.get(case_id, Role.CONSULTANT, who, audit=False)
 

@@ -15,9 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from telemed.clock import Clock
 from telemed.config import Settings
@@ -33,21 +32,20 @@ from telemed.models import (
     Notification,
     Patient,
     WorkingHours,
-    new_id,
 )
 from telemed.notify import OutboundMessage, Sender
+from telemed.notify.messages import compose
 from telemed.phone import mask_phone
 from telemed.roles import Role
-from telemed.services.appointments import AppointmentService, booking_text
+from telemed.services.appointments import AppointmentService
 from telemed.services.consultations import ConsultationService
+from telemed.services.notifications import Note, queue_notes
 from telemed.services.token_ends import announce_ended_tokens, next_token_end
 
 log = logging.getLogger("telemed.scheduler")
 MAX_ATTEMPTS = 5
 SLOT_REFRESH = timedelta(hours=1)
 SEND_CONCURRENCY = 32
-
-REMINDER_TEXT = "Напоминание: консультация врача в {time}. Войдите в приложение за несколько минут."
 
 
 @dataclass
@@ -193,28 +191,23 @@ class DueWork:
                 ).all()
                 # After the start a reminder only confuses: marked, not sent.
                 useful = [row for row in claimed if row.starts_at > now]
-                if useful:
-                    await session.execute(
-                        insert(Notification),
-                        [
-                            {
-                                "id": new_id(),
-                                "dedupe_key": f"reminder:{row.id}:{channel}",
-                                "recipient_role": Role.PATIENT.value,
-                                "recipient_id": row.patient_id,
-                                "channel": channel,
-                                "kind": "reminder",
-                                "payload": {
-                                    "appointment_id": row.id,
-                                    "starts_at": row.starts_at.isoformat(),
-                                },
-                                "created_at": now,
-                                "attempts": 0,
-                            }
-                            for row in useful
-                            for channel in channels
-                        ],
-                    )
+                await queue_notes(
+                    session,
+                    now,
+                    [
+                        Note(
+                            key=f"reminder:{row.id}",
+                            recipient_id=row.patient_id,
+                            kind="reminder",
+                            payload={
+                                "appointment_id": row.id,
+                                "starts_at": row.starts_at.isoformat(),
+                            },
+                            channels=channels,
+                        )
+                        for row in useful
+                    ],
+                )
                 for row in useful:
                     told = {"appointment_id": row.id, "starts_at": row.starts_at.isoformat()}
                     record_event(session, UserMessage(row.patient_id, "reminder", told))
@@ -278,20 +271,22 @@ class DueWork:
                     booked_by = await session.scalar(
                         select(Appointment.booked_by).where(Appointment.id == appointment_id)
                     )
-                session.add(
-                    Notification(
-                        dedupe_key=f"no_show:{consultation_id}",
-                        recipient_role=Role.CONSULTANT.value,
-                        recipient_id=booked_by or "consultants",
-                        channel="console",
-                        kind="no_show",
-                        payload={
-                            "consultation_id": consultation_id,
-                            "appointment_id": appointment_id,
-                        },
-                        created_at=now,
-                        sent_at=now,
-                    )
+                await queue_notes(
+                    session,
+                    now,
+                    [
+                        Note(
+                            key=f"no_show:{consultation_id}",
+                            recipient_id=booked_by or "consultants",
+                            kind="no_show",
+                            payload={
+                                "consultation_id": consultation_id,
+                                "appointment_id": appointment_id,
+                            },
+                            channels=("console",),
+                            role=Role.CONSULTANT,
+                        )
+                    ],
                 )
                 told = {"consultation_id": consultation_id, "appointment_id": appointment_id}
                 record_event(session, StaffMessage(Role.CONSULTANT, "appointment:no_show", told))
@@ -418,19 +413,30 @@ class DueWork:
     # --- the outbox ---------------------------------------------------------------------------
 
     async def _send_all(
-        self, claimed: Sequence[Any], people: dict[str, Any]
+        self, claimed: Sequence[Any], people: dict[str, Any], own_sms: set[str]
     ) -> list[tuple[str, str | None]]:
-        """Build each message (times in the patient's zone) and deliver per channel."""
+        """Build each message (times in the patient's zone) and deliver per channel. A push
+        whose message has no SMS row of its own carries the patient's phone for the
+        fallback."""
         by_channel: dict[str, list[tuple[str, OutboundMessage]]] = {}
         for note in claimed:
             person = people.get(note.recipient_id)
             target = person.phone if (person and note.channel == "sms") else note.recipient_id
-            text = _text(note.kind, note.payload, person.timezone if person else None)
+            words = compose(note.kind, note.payload, person.timezone if person else None)
+            fallback = None
+            if note.channel == "push" and person is not None and _base(note) not in own_sms:
+                fallback = person.phone
             by_channel.setdefault(note.channel, []).append(
                 (
                     note.id,
                     OutboundMessage(
-                        to=target, text=text, kind=note.channel, idempotency_key=note.id
+                        to=target,
+                        text=words.text,
+                        kind=note.channel,
+                        idempotency_key=note.id,
+                        title=words.title,
+                        url=words.url,
+                        fallback_to=fallback,
                     ),
                 )
             )
@@ -464,6 +470,7 @@ class DueWork:
                         .values(attempts=Notification.attempts + 1)
                         .returning(
                             Notification.id,
+                            Notification.dedupe_key,
                             Notification.channel,
                             Notification.recipient_id,
                             Notification.kind,
@@ -482,9 +489,20 @@ class DueWork:
                         )
                     ).all()
                 }
+                pushes = [f"{_base(c)}:sms" for c in claimed if c.channel == "push"]
+                own_sms = set()
+                if pushes:
+                    own_sms = {
+                        key.rsplit(":", 1)[0]
+                        for key in await session.scalars(
+                            select(Notification.dedupe_key).where(
+                                Notification.dedupe_key.in_(pushes)
+                            )
+                        )
+                    }
             if not claimed:
                 return
-            results = await self._send_all(claimed, people)
+            results = await self._send_all(claimed, people, own_sms)
             sent = [note_id for note_id, error in results if error is None]
             failed = [{"b_id": note_id, "b_error": error} for note_id, error in results if error]
             async with self.db.write() as session:
@@ -514,6 +532,10 @@ async def _deliver(
 ) -> list[tuple[str, str | None]]:
     """Hand one channel's batch to its sender: in one call if it can take many, else one by
     one with bounded concurrency. Returns (notification id, error or None)."""
+    send_each = getattr(sender, "send_each", None)
+    if send_each is not None:
+        errors = await send_each([message for _, message in batch])
+        return [(note_id, error) for (note_id, _), error in zip(batch, errors, strict=True)]
     send_many = getattr(sender, "send_many", None)
     if send_many is not None:
         try:
@@ -541,20 +563,9 @@ async def _deliver(
     return list(await asyncio.gather(*(one(note_id, m) for note_id, m in batch)))
 
 
-def _text(kind: str, payload: dict[str, Any], zone: str | None) -> str:
-    """The message text, with times in the patient's time zone (R-CAL-1)."""
-    if kind == "reminder":
-        starts = datetime.fromisoformat(str(payload["starts_at"]))
-        local = starts.astimezone(ZoneInfo(zone or "Europe/Moscow"))
-        return REMINDER_TEXT.format(time=local.strftime("%H:%M"))
-    if kind == "appointment_booked":  # R-SCH-1: date, time and zone, in the patient's zone
-        return booking_text(
-            datetime.fromisoformat(str(payload["starts_at"])),
-            zone or "Europe/Moscow",
-            str(payload.get("doctor_name", "")),
-            str(payload.get("doctor_role", "")),
-        )
-    return "Новое уведомление в приложении телемедицины."
+def _base(note: Any) -> str:
+    """The message's key without its channel (`reminder:ID:push` -> `reminder:ID`)."""
+    return str(note.dedupe_key).rsplit(":", 1)[0]
 
 
 def _who(channel: str, target: str) -> str:

@@ -18,7 +18,7 @@ from scheduler.runner import SchedulerRunner
 from signalling.server import Signalling
 from telemed import __version__, metrics
 from telemed.clock import Clock, SystemClock
-from telemed.config import Settings, SmsSettings
+from telemed.config import PushSettings, Settings, SmsSettings
 from telemed.context import LIVE, REPLAN, SERVICES, Services, client_addr
 from telemed.db import Database, Publish, create_engine, upgrade_schema
 from telemed.errors import (
@@ -40,18 +40,21 @@ from telemed.http import (
     views_followup,
     views_me,
     views_patients,
+    views_push,
     views_queues,
 )
 from telemed.http.api import Api, bearer_token, error_headers
 from telemed.limits import Counters, DbCounters, RedisCounters
 from telemed.live import Live
 from telemed.notify import Sender, build_sender
+from telemed.notify.webpush import WebPushSender
 from telemed.services.appointments import AppointmentService
 from telemed.services.auth import OTP_KEY_NAME, AuthService, Caller, ensure_server_key
 from telemed.services.chat import ChatService
 from telemed.services.consent import ConsentService
 from telemed.services.consultations import ConsultationService
 from telemed.services.documents import DocumentService
+from telemed.services.push import PushSubscriptions, ensure_vapid_key
 from telemed.services.queue import QueueService
 
 log = logging.getLogger("telemed.app")
@@ -139,6 +142,7 @@ def build_api() -> Api:
     views_queues.register(api)
     views_appointments.register(api)
     views_devices.register(api)
+    views_push.register(api)
     return api
 
 
@@ -157,6 +161,22 @@ def _sender(config: SmsSettings, clock: Clock) -> Sender:
         token=config.token,
         timeout=config.timeout.total_seconds(),
         clock=clock,
+    )
+
+
+def _push_sender(
+    settings: PushSettings, db: Database, clock: Clock, vapid_key: str | None, sms: Sender
+) -> Sender:
+    """Web Push with SMS as its fallback, or one of the development backends."""
+    if settings.backend != "webpush" or vapid_key is None:
+        return _sender(settings, clock)
+    return WebPushSender(
+        PushSubscriptions(db, clock, settings),
+        vapid_key,
+        settings.vapid_subject,
+        ttl_seconds=int(settings.ttl.total_seconds()),
+        timeout=settings.timeout.total_seconds(),
+        fallback=sms,
     )
 
 
@@ -196,6 +216,9 @@ def create_app(
         db = await open_database(settings)
         sender = sms or _sender(settings.sms, used_clock)
         otp_key = await ensure_server_key(db, OTP_KEY_NAME, settings.auth.secret_key)
+        vapid_key = None
+        if settings.push.backend == "webpush":
+            vapid_key = await ensure_vapid_key(db, settings.push)
         redis_client = aioredis.from_url(settings.redis.url) if settings.redis.url else None
         counters: Counters = (
             RedisCounters(redis_client, settings.redis.prefix, DbCounters(db))
@@ -216,8 +239,9 @@ def create_app(
             queue=QueueService(db, used_clock, settings.rules),
             chat=ChatService(db, used_clock),
             appointments=AppointmentService(db, used_clock, settings.rules),
+            vapid_private_key=vapid_key,
         )
-        push = _sender(settings.push, used_clock)
+        push = _push_sender(settings.push, db, used_clock, vapid_key, sender)
         consultations = app[SERVICES].consultations
         work = DueWork(
             db, used_clock, settings, consultations, signalling, {"push": push, "sms": sender}
@@ -281,6 +305,25 @@ def create_app(
     async def console(request: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_DIR / "console.html")
 
+    async def service_worker(request: web.Request) -> web.FileResponse:
+        """The patient app's service worker, from the root so its scope is the whole app;
+        never cached by HTTP, so a new version is found at once."""
+        return web.FileResponse(
+            WEB_DIR / "static" / "sw.js",
+            headers={
+                "Content-Type": "text/javascript",
+                "Cache-Control": "no-cache",
+                "Service-Worker-Allowed": "/",
+            },
+        )
+
+    async def manifest(request: web.Request) -> web.FileResponse:
+        """The web app manifest: the patient app installs like an app."""
+        return web.FileResponse(
+            WEB_DIR / "static" / "manifest.webmanifest",
+            headers={"Content-Type": "application/manifest+json", "Cache-Control": "no-cache"},
+        )
+
     async def vendor(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name not in VENDOR_FILES:
@@ -293,6 +336,8 @@ def create_app(
     app.router.add_get("/", index)
     app.router.add_get("/console", console)
     app.router.add_get("/vendor/{name}", vendor)
+    app.router.add_get("/sw.js", service_worker)
+    app.router.add_get("/manifest.webmanifest", manifest)
     app.router.add_static("/static", WEB_DIR / "static", show_index=False)
     _ = client_addr  # re-exported for views
     return app

@@ -258,8 +258,35 @@ class SmsSettings(_Section):
         return self
 
 
+# The browsers' push services (Chrome/Edge via FCM, Firefox, Safari, Windows): the only hosts
+# a registered subscription may point at, so the server never POSTs anywhere else.
+DEFAULT_PUSH_HOSTS: tuple[str, ...] = (
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "web.push.apple.com",
+    "*.notify.windows.com",
+)
+
+
 class PushSettings(SmsSettings):
-    """Push notifications to the patient's phone: the same three backends as SMS."""
+    """Push notifications to the patient's phone: `webpush` (RFC 8030 with VAPID, SMS as the
+    fallback), or the SMS backends' `log`, `file` and `http` for development."""
+
+    backend: Literal["log", "file", "http", "webpush"] = "log"  # type: ignore[assignment]
+    # VAPID (RFC 8292): null: a key pair generated once and kept in the database.
+    vapid_private_key: str | None = None
+    vapid_subject: str = "mailto:support@telemed.invalid"
+    # host or host:port of push services a subscription may use; "*.example.com" for any
+    # subdomain. https only, unless the entry names its port (tests' loopback service).
+    endpoint_hosts: tuple[str, ...] = DEFAULT_PUSH_HOSTS
+    ttl: Duration = timedelta(minutes=10)  # how long the push service may hold a message
+
+    @model_validator(mode="after")
+    def _check_webpush(self) -> PushSettings:
+        if not self.vapid_subject.startswith(("mailto:", "https://")):
+            raise ValueError("vapid_subject must be a mailto: or https:// URL (RFC 8292)")
+        return self
 
 
 class SchedulerSettings(_Section):

@@ -34,6 +34,7 @@ class Services:
     queue: QueueService
     chat: ChatService
     appointments: AppointmentService
+    vapid_private_key: str | None = None  # push.backend webpush: the server's VAPID key
 
 
 SERVICES = web.AppKey("services", Services)

@@ -384,6 +384,21 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(255))
+    # The patient's in-app list (channel "app"): when they read it.
+    read_at: Mapped[datetime | None]
+
+
+class PushSubscription(Base):
+    """A browser's Web Push subscription (RFC 8030) of a patient; one per device."""
+
+    __tablename__ = "push_subscriptions"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(IdCol, ForeignKey("patients.id"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1024), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(128))
+    auth: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
 
 
 class AuditEntry(Base):

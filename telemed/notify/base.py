@@ -23,12 +23,23 @@ class OutboundMessage:
     # Stable per outbox message: a resend after a crash carries the same key, so the
     # gateway (or the phone app) can drop the repeat.
     idempotency_key: str | None = None
+    # Push only: the notification's title and the app screen a tap opens; and the phone
+    # the SMS fallback uses when no device of the patient took the push.
+    title: str | None = None
+    url: str | None = None
+    fallback_to: str | None = field(default=None, repr=False)
 
 
 class Sender(Protocol):
     """Delivers outbound messages; raises `SendFailed` when delivery did not happen."""
 
     async def send(self, message: OutboundMessage) -> None: ...
+
+
+class EachSender(Protocol):
+    """A sender that reports per message: the outbox keeps what failed for the next pass."""
+
+    async def send_each(self, messages: list[OutboundMessage]) -> list[str | None]: ...
 
 
 class SendFailed(Exception):

@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
 from telemed.config import RulesSettings
@@ -23,8 +22,10 @@ from telemed.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from telemed.events import DeadlineSet, StaffMessage, UserMessage
 from telemed.events import record as record_event
 from telemed.models import Appointment, Notification, Patient, Slot, Staff, WorkingHours
+from telemed.notify.messages import booking_text as booking_text  # re-exported
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.services.audit import Who, record
+from telemed.services.notifications import Note, queue_notes
 
 SELF_BOOKABLE = frozenset({Role.PSYCHOLOGIST, Role.SPECIALIST})  # seed 000
 # How the consultant informs the patient of the date and time (R-SCH-1, seed 001): a message
@@ -32,12 +33,6 @@ SELF_BOOKABLE = frozenset({Role.PSYCHOLOGIST, Role.SPECIALIST})  # seed 000
 # to the phone that the consultant makes and then confirms.
 NOTIFY_VIA = ("chat", "call", "phone", "push")
 SENT_BY_PLATFORM = frozenset({"chat", "push"})
-ROLE_NAMES_RU = {
-    "therapist": "терапевт",
-    "paediatrician": "педиатр",
-    "specialist": "врач-специалист",
-    "psychologist": "психолог",
-}
 
 
 class SlotTaken(Conflict):
@@ -55,18 +50,6 @@ class ChatNeedsConsultation(Conflict):
     default_message = (
         "Informing by chat needs the patient on the line with you: name your consultation with "
         "them (consultation_id), or choose push, call or phone."
-    )
-
-
-def booking_text(starts_at: datetime, zone: str, doctor_name: str, doctor_role: str) -> str:
-    """What the patient is told of a booking (R-SCH-1): the doctor, the date, the time and the
-    time zone, in the patient's zone (R-CAL-1). Pure; the chat and the push/SMS use it."""
-    local = starts_at.astimezone(ZoneInfo(zone))
-    role = ROLE_NAMES_RU.get(doctor_role, doctor_role)
-    return (
-        f"Вы записаны на телемедицинскую консультацию: {doctor_name} ({role}), "
-        f"{local:%d.%m.%Y} в {local:%H:%M} по времени {zone}. "
-        "В назначенное время войдите в приложение и ожидайте соединения с консультантом."
     )
 
 
@@ -360,17 +343,14 @@ class AppointmentService:
                     "doctor_name": doctor.full_name if doctor else "",
                     "doctor_role": doctor.role if doctor else "",
                 }
-                for via, key in (("push", "booked"), ("sms", "booked-sms")):
-                    _notify(
-                        session,
-                        now,
-                        key=f"{key}:{appointment.id}",
-                        role=Role.PATIENT,
-                        user=patient_id,
-                        channel=via,
-                        kind="appointment_booked",
-                        payload=payload,
-                    )
+                note = Note(
+                    f"booked:{appointment.id}",
+                    patient_id,
+                    "appointment_booked",
+                    payload,
+                    channels=("push", "sms"),
+                )
+                await queue_notes(session, now, [note])
             told = {"appointment_id": appointment.id, "starts_at": slot.starts_at.isoformat()}
             record_event(session, UserMessage(patient_id, "appointment:booked", told))
             record_event(session, DeadlineSet())  # its reminder and start
@@ -413,16 +393,31 @@ class AppointmentService:
                 .where(Slot.appointment_id == appointment.id)
                 .values(appointment_id=None)
             )
-            _notify(
-                session,
-                now,
-                key=f"cancelled:{appointment.id}",
-                role=Role.CONSULTANT,
-                user=appointment.booked_by or "consultants",
-                channel="console",
-                kind="appointment_cancelled",
-                payload={"appointment_id": appointment.id, "by": role.value},
-            )
+            notes = [
+                Note(
+                    f"cancelled:{appointment.id}",
+                    appointment.booked_by or "consultants",
+                    "appointment_cancelled",
+                    {"appointment_id": appointment.id, "by": role.value},
+                    channels=("console",),
+                    role=Role.CONSULTANT,
+                )
+            ]
+            if role is not Role.PATIENT:  # cancelled by the clinic: the patient must know
+                told_patient = {
+                    "appointment_id": appointment.id,
+                    "starts_at": appointment.starts_at.isoformat(),
+                }
+                notes.append(
+                    Note(
+                        f"cancelled:{appointment.id}:patient",
+                        appointment.patient_id,
+                        "appointment_cancelled",
+                        told_patient,
+                        channels=("push",),
+                    )
+                )
+            await queue_notes(session, now, notes)
             told = {"appointment_id": appointment.id, "by": role.value}
             record_event(session, StaffMessage(Role.CONSULTANT, "appointment:cancelled", told))
             record(
@@ -466,7 +461,7 @@ class AppointmentService:
         """Of these push/SMS bookings, those whose push or SMS the outbox has sent."""
         if not appointment_ids:
             return set()
-        keys = [f"{k}:{i}" for i in appointment_ids for k in ("booked", "booked-sms")]
+        keys = [f"booked:{i}:{channel}" for i in appointment_ids for channel in ("push", "sms")]
         async with self.db.read() as session:
             sent = (
                 await session.scalars(
@@ -475,7 +470,7 @@ class AppointmentService:
                     )
                 )
             ).all()
-        return {key.split(":", 1)[1] for key in sent}
+        return {key.split(":")[1] for key in sent}
 
     async def for_patient(self, patient_id: str) -> list[Appointment]:
         async with self.db.read() as session:
@@ -503,28 +498,3 @@ class AppointmentService:
         if staff is None or not staff.active or Role(staff.role) not in DOCTOR_ROLES:
             raise NotFound("No such doctor.")
         return staff
-
-
-def _notify(
-    session: AsyncSession,
-    now: datetime,
-    *,
-    key: str,
-    role: Role,
-    user: str,
-    channel: str,
-    kind: str,
-    payload: dict[str, object],
-) -> None:
-    """Queue a message in the outbox; the dedupe key makes a repeat a no-op."""
-    session.add(
-        Notification(
-            dedupe_key=key,
-            recipient_role=role.value,
-            recipient_id=user,
-            channel=channel,
-            kind=kind,
-            payload=payload,
-            created_at=now,
-        )
-    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -80,8 +81,13 @@ class IssuedToken:
     patients: list[dict[str, str]] = field(default_factory=list)
 
 
-async def ensure_server_key(db: Database, name: str, configured: str | None) -> str:
-    """A secret shared by every node: the configured one, else generated once and kept."""
+async def ensure_server_key(
+    db: Database,
+    name: str,
+    configured: str | None,
+    make: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+) -> str:
+    """A secret shared by every node: the configured one, else made once (`make`) and kept."""
     if configured:
         return configured
     async with db.read() as session:
@@ -90,7 +96,7 @@ async def ensure_server_key(db: Database, name: str, configured: str | None) -> 
             return found.value
     try:
         async with db.write() as session:
-            session.add(ServerKey(name=name, value=secrets.token_urlsafe(32)))
+            session.add(ServerKey(name=name, value=make()))
     except Exception:  # another node created it first: read theirs
         log.info("server key %s created concurrently; using the stored one", name)
     async with db.read() as session:

@@ -47,6 +47,7 @@ from telemed.models import (
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.routing import duty_role_for
 from telemed.services.audit import Who, record
+from telemed.services.notifications import Note, queue_notes
 
 _WITH_STAFF = {State.WITH_CONSULTANT, State.WITH_DOCTOR}
 _WAITING = {State.WAITING_CONSULTANT, State.WAITING_DOCTOR}
@@ -197,6 +198,10 @@ class ConsultationService:
                 detail={"appointment_id": appointment.id, "state": row.state},
             )
             record_event(session, ConsultationChanged(Change(row, None)))
+            if not present:  # its time has come and the patient is not on the page
+                opening = {"consultation_id": row.id, "appointment_id": appointment.id}
+                note = Note(f"opening:{row.id}", row.patient_id, "consultation_open", opening)
+                await queue_notes(session, now, [note])
         return Change(row, None)
 
     async def get(self, consultation_id: str) -> Consultation:
@@ -286,6 +291,12 @@ class ConsultationService:
         await session.refresh(row)
         change = Change(row, move, before)
         record_event(session, ConsultationChanged(change))
+        if move.new in _WITH_STAFF and row.patient_away_since is not None:
+            # A consultant or doctor is calling and the patient's page is closed: their phone.
+            calling = {"consultation_id": row.id}
+            key = f"calling:{row.id}:{row.version}"
+            note = Note(key, row.patient_id, "doctor_calling", calling)
+            await queue_notes(session, now, [note])
         for told in also:
             record_event(session, told)
         return change

@@ -168,7 +168,9 @@ async def test_a_second_opinion_goes_from_request_to_delivery_in_the_chat(
         ).all()
         notes = (
             await session.scalars(
-                select(Notification).where(Notification.kind == "second_opinion_ready")
+                select(Notification).where(
+                    Notification.kind == "second_opinion_ready", Notification.channel == "push"
+                )
             )
         ).all()
     (message,) = messages

@@ -96,6 +96,7 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
             "nav-calendar",
             "nav-records",
             "nav-opinions",
+            "nav-notifications",
             "nav-profile",
         ], order
         assert "channel-video" in order[10:], order
@@ -112,16 +113,16 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
         # Every screen fits the phone and has no unlabelled control, in Russian and English.
         for lang in ("ru", "en"):
             await tid(f"lang-{lang}").click()
-            for name in (
+            screens = (
                 "home",
                 "booking",
                 "card",
                 "calendar",
                 "records",
                 "opinions",
-                "profile",
-                "check",
-            ):
+                "notifications",
+            )
+            for name in (*screens, "profile", "check"):
                 await page.goto(f"{stage.url}/#{name}")
                 await screen_is(page, name)
                 await fits_and_labelled(page)

@@ -175,7 +175,7 @@ def counts(db_url: str) -> dict[str, Any]:
             outbox = await s.scalar(
                 select(func.count())
                 .select_from(Notification)
-                .where(Notification.kind == "reminder")
+                .where(Notification.kind == "reminder", Notification.channel == "push")
             )
             no_shows = await s.scalar(
                 select(func.count())
@@ -194,13 +194,15 @@ def counts(db_url: str) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def pushed(workdir: Path) -> list[str]:
+def pushed(workdir: Path, reminders: bool = True) -> list[str]:
     """The distinct pushes handed to the gateway, by idempotency key: a resend after a
-    crash repeats a key and the gateway drops it."""
+    crash repeats a key and the gateway drops it. Reminders only, unless told (a booked
+    consultation opening while the patient is away is pushed too)."""
     path = workdir / "push.jsonl"
     if not path.exists():
         return []
-    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    keys = [m["key"] for m in lines if not reminders or m["text"].startswith("Напоминание")]
     return sorted(set(keys))
 
 
@@ -246,6 +248,7 @@ def test_reminders_and_no_shows_fire_once_across_a_sigkill(
     final = counts(db_url)
     assert final["reminded"] == sorted([a, b])
     assert final["outbox"] == 2 and len(pushed(tmp_path)) == 2
+    assert len(pushed(tmp_path, reminders=False)) == 4  # and each opening, once
     assert final["no_shows"] == 2 and final["opened"] == 2
 
 

@@ -36,7 +36,9 @@ async def test_the_reminder_goes_out_ten_minutes_before_exactly_once(clinic: Cli
     assert len(live.events("reminder")) == 1
     async with clinic.app.services.db.read() as session:
         outbox = await session.scalar(
-            select(func.count()).select_from(Notification).where(Notification.kind == "reminder")
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.kind == "reminder", Notification.channel == "push")
         )
     assert outbox == 1
 

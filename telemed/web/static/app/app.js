@@ -15,8 +15,11 @@ import { prepareCheck } from "./check.js";
 import { loadCalendar, loadRecords, showFeed } from "./records.js";
 import { loadOpinions, showConclusion } from "./opinions.js";
 import { prepareZone, renderProfile, zoneUnconfirmed } from "./zones.js";
+import { setupNotifications } from "./notifications.js";
 
-const NAV_SCREENS = ["home", "booking", "card", "calendar", "records", "opinions", "profile", "check"];
+const notes = setupNotifications({ api, i18n }); // the list, pushes, the service worker
+
+const NAV_SCREENS = ["home", "booking", "card", "calendar", "records", "opinions", "profile", "check", "notifications"];
 const WAITING = new Set(["waiting_consultant", "waiting_doctor"]);
 const IN_CALL = new Set(["with_consultant", "with_doctor"]);
 
@@ -56,6 +59,7 @@ function show(name, { focus = true } = {}) {
   if (name === "profile") renderProfile();
   if (name === "check") prepareCheck();
   if (name === "opinions") loadOpinions();
+  notes.onScreen(name);
 }
 
 function route() {
@@ -70,7 +74,8 @@ function route() {
     show("conclusion");
     return showConclusion(conclusion[1]);
   }
-  show(NAV_SCREENS.includes(name) ? name : "home");
+  const screen = name.split("/")[0]; // #booking/ID: a pushed appointment
+  show(NAV_SCREENS.includes(screen) ? screen : "home");
   return undefined;
 }
 
@@ -242,6 +247,7 @@ function startLive() {
   live.on("consultation:closed", onConsultationClosed);
   live.on("reminder", onReminder);
   live.on("limit:warning", onLimitWarning);
+  notes.onLive(live);
 }
 
 function stopLive() {
@@ -555,7 +561,10 @@ async function loadBooking() {
 }
 
 // A booking made on the slots screen (booking.js) shows in "my appointments" at once.
-window.addEventListener("telemed:booked", () => loadAppointments());
+window.addEventListener("telemed:booked", () => {
+  loadAppointments();
+  notes.offerPush(); // a sensible moment to ask for the reminder on the phone
+});
 
 async function loadAppointments() {
   try {

@@ -73,7 +73,7 @@ export function createApi({ storageKey }) {
     post: (path, body = {}) => call("POST", path, { json: body }),
     patch: (path, body = {}) => call("PATCH", path, { json: body }),
     put: (path, body = {}) => call("PUT", path, { json: body }),
-    delete: (path) => call("DELETE", path),
+    delete: (path, body) => call("DELETE", path, body === undefined ? {} : { json: body }),
     upload: (path, formData) => call("POST", path, { form: formData }),
     get session() {
       return session;
