@@ -84,9 +84,9 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
         await screen_is(page, "home")
 
         # Home: skip link, language, the menu in order, then the page; each with a ring.
-        walk = await tab_walk(page, 13)
+        walk = await tab_walk(page, 14)
         order = [w["testid"] for w in walk]
-        assert order[:10] == [
+        assert order[:11] == [
             "#content",
             "lang-ru",
             "lang-en",
@@ -99,7 +99,7 @@ async def test_keyboard_focus_labels_live_regions_and_phone_width(
             "nav-notifications",
             "nav-profile",
         ], order
-        assert "channel-video" in order[10:], order
+        assert "channel-video" in order[11:], order
         assert all(w["ring"] and w["shown"] for w in walk), walk
         assert (
             await page.evaluate(

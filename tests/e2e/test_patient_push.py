@@ -38,6 +38,7 @@ from helpers import staff_token
 from playwright.async_api import async_playwright, expect
 from pushservice import PushService
 from sqlalchemy import func, select
+from test_urgent_flow import patient_reaches_home
 
 from telemed.models import PushSubscription
 from telemed.roles import Role
@@ -147,11 +148,7 @@ async def test_installable_app_push_notification_click_and_notifications_list(
         )
 
         await login_patient(page, stage, ADULT_PHONE)
-        await screen_is(page, "consent")
-        await tid("consent-accept").click()
-        await screen_is(page, "check")
-        await tid("check-continue").click()
-        await screen_is(page, "home")
+        await patient_reaches_home(page)  # consent, the time zone, the check
 
         # The service worker is installed and active, from the root scope; nothing asked yet.
         scope = await page.evaluate(

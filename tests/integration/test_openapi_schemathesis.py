@@ -54,6 +54,8 @@ RULE_ANSWERS: dict[str, tuple[list[str], str]] = {
     "register_patient": (["422"], "valid_from before valid_to; a birth date in the past"),
     "identify_patient": (["422"], "a birth date in the past"),
     "put_follow_up": (["422"], "needs: `none` stands alone"),
+    "add_subscription": (["422"], "the endpoint's host must be on push.endpoint_hosts"),
+    "break_glass": (["422"], "the reason is stripped (Unicode white space) before its length"),
 }
 LEFT_OUT = ("logout", "withdraw_consent")
 
