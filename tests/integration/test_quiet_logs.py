@@ -88,7 +88,22 @@ def lines(log: Path) -> list[dict[str, object]]:
     return entries
 
 
+def settled(log: Path, still: float = 1.0, within: float = 15.0) -> None:
+    """Wait for the start-up to finish logging (its first scheduler pass may come just after
+    /healthz answers): the log unchanged for `still` seconds."""
+    deadline = time.monotonic() + within
+    size, since = log.stat().st_size, time.monotonic()
+    while time.monotonic() - since < still:
+        if time.monotonic() > deadline:
+            pytest.fail("the start-up never stopped logging: " + log.read_text()[-2000:])
+        time.sleep(0.1)
+        now = log.stat().st_size
+        if now != size:
+            size, since = now, time.monotonic()
+
+
 def test_an_idle_node_writes_no_log_line(quiet: Path) -> None:
+    settled(quiet)
     started = lines(quiet)
     assert not [e for e in started if str(e["logger"]).split(".")[0] in ("apscheduler", "alembic")]
     time.sleep(IDLE)
