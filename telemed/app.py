@@ -9,6 +9,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware as AiohttpMiddleware
 from sqlalchemy import text
 
 from conclusions import http as conclusions_http
@@ -27,10 +28,12 @@ from telemed.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     TelemedError,
 )
 from telemed.events import DeadlineSet, DomainEvent
 from telemed.http import (
+    flood_gate,
     headers,
     views_appointments,
     views_auth,
@@ -43,7 +46,8 @@ from telemed.http import (
     views_push,
     views_queues,
 )
-from telemed.http.api import Api, bearer_token, error_headers
+from telemed.http.api import API_PREFIX, Api, bearer_token, error_headers
+from telemed.http.flood_gate import FloodGate
 from telemed.limits import Counters, DbCounters, RedisCounters
 from telemed.live import Live
 from telemed.notify import Sender, build_sender
@@ -112,6 +116,30 @@ async def errors_middleware(request: web.Request, handler: Middleware) -> web.St
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
+
+
+LOGIN_PATHS = frozenset(
+    f"{API_PREFIX}{path}" for path in ("/auth/otp", "/auth/otp/verify", "/auth/staff")
+)
+
+
+def _flood_gate(settings: Settings, clock: Clock) -> AiohttpMiddleware:
+    """The door of the login paths (telemed/http/flood_gate.py), outside every other
+    middleware so a refused address costs neither a parsed body nor an error log."""
+    auth = settings.auth
+    gate = FloodGate(
+        refusals=auth.flood_refusals,
+        window=auth.flood_window.total_seconds(),
+        delay=auth.flood_delay.total_seconds(),
+        max_held=auth.flood_max_held,
+    )
+
+    def refuse(request: web.Request, retry_after: int) -> web.Response:
+        return error_response(RateLimited(retry_after_seconds=retry_after), request)
+
+    return flood_gate.middleware(
+        gate, LOGIN_PATHS, client_addr, lambda: clock.now().timestamp(), refuse
+    )
 
 
 def _plain(status: int, reason: str) -> TelemedError:
@@ -199,12 +227,12 @@ def create_app(
     sms: Sender | None = None,
 ) -> web.Application:
     """Build the app; databases and senders are opened on startup, closed on cleanup."""
+    used_clock = clock or SystemClock()
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[_flood_gate(settings, used_clock), errors_middleware],
         # Multipart uploads have their own limits; JSON bodies are checked in read_json.
         client_max_size=64 * 1024 * 1024,
     )
-    used_clock = clock or SystemClock()
     api = build_api()
     app[API] = api
     headers.install(app, settings.server)

@@ -201,6 +201,13 @@ class AuthSettings(_Section):
     password_workers: int = Field(default=1, ge=1)
     password_in_flight: int = Field(default=16, ge=1)
     password_per_address: int = Field(default=2, ge=1)
+    # The door of the login paths (telemed/http/flood_gate.py): an address refused more than
+    # this many times within flood_window is refused before its body is read, each refusal held
+    # flood_delay first, at most flood_max_held at once per node.
+    flood_refusals: int = Field(default=20, ge=1)
+    flood_window: Duration = timedelta(seconds=60)
+    flood_delay: Duration = timedelta(seconds=1)
+    flood_max_held: int = Field(default=1000, ge=0)
     token_ttl: Duration = timedelta(hours=12)
     secret_key: str | None = Field(default=None, min_length=16)
 
@@ -209,6 +216,7 @@ class AuthSettings(_Section):
         _positive(self.otp_ttl)
         _positive(self.token_ttl)
         _positive(self.staff_failure_window)
+        _positive(self.flood_window)
         return self
 
 
