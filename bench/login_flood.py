@@ -66,7 +66,8 @@ async def flood(
     n = 0
 
     async def one(i: int) -> None:
-        addr = f"10.{(i % addresses) // 65536 % 256}.{(i % addresses) // 256 % 256}.{i % 256}"
+        n = i % addresses
+        addr = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
         body = {"login": STAFF_LOGIN, "password": f"wrong-{i}"}
         try:
             async with http.post(

@@ -130,7 +130,7 @@ def _flood_gate(settings: Settings, clock: Clock) -> AiohttpMiddleware:
     gate = FloodGate(
         refusals=auth.flood_refusals,
         window=auth.flood_window.total_seconds(),
-        delay=auth.flood_delay.total_seconds(),
+        spacing=auth.flood_spacing.total_seconds(),
         max_held=auth.flood_max_held,
     )
 

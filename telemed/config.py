@@ -202,11 +202,11 @@ class AuthSettings(_Section):
     password_in_flight: int = Field(default=16, ge=1)
     password_per_address: int = Field(default=2, ge=1)
     # The door of the login paths (telemed/http/flood_gate.py): an address refused more than
-    # this many times within flood_window is refused before its body is read, each refusal held
-    # flood_delay first, at most flood_max_held at once per node.
+    # this many times within flood_window is refused before its body is read, at most once
+    # per flood_spacing (its requests wait their turn), at most flood_max_held waiting per node.
     flood_refusals: int = Field(default=20, ge=1)
     flood_window: Duration = timedelta(seconds=60)
-    flood_delay: Duration = timedelta(seconds=1)
+    flood_spacing: Duration = timedelta(seconds=1)
     flood_max_held: int = Field(default=1000, ge=0)
     token_ttl: Duration = timedelta(hours=12)
     secret_key: str | None = Field(default=None, min_length=16)

@@ -6,11 +6,13 @@ hundreds of them on the event loop: a patient's request then queues behind them
 (bench/login_flood.py measured GET /me at p99 850 ms under 200 concurrent wrong logins,
 9 ms without). So once an address has been refused more than `refusals` times within
 `window` on the login paths, its next login requests are refused at the door, before the
-body is read, until it has been quiet for a whole `window`; and each door refusal is held
-for `delay` first (a tarpit). A flood that waits for its answers, as floods do, then sends
-one request per connection per `delay` instead of thousands; a person who mistyped a code
-a few times never reaches the door. At most `max_held` refusals wait at once on a node; beyond that
-they are answered at once, so holding costs bounded memory.
+body is read, until it has been quiet for a whole `window`; and the door answers one
+address at most once per `spacing` (a tarpit: its requests wait their turn). A flood that
+waits for its answers, as floods do, then costs one cheap answer per `spacing` however
+many connections it opens, and no burst of them at once; a person who mistyped a code a
+few times never reaches the door. At most `max_held` refusals wait on a node; beyond that
+they are answered at once, so holding costs bounded memory (a flood larger than that is
+for the load balancer's limits).
 
 Per node and in memory on purpose, like telemed/ratelimit.py: it protects this node's CPU;
 the limits that protect accounts and phones are shared (database or Redis) and unchanged.
@@ -37,16 +39,17 @@ class FloodGate:
         self,
         refusals: int,
         window: float,
-        delay: float,
+        spacing: float,
         max_held: int,
         max_addresses: int = 100_000,
     ) -> None:
         self.window = window
-        self.delay = delay
+        self.spacing = spacing
         self.max_held = max_held
         self.max_addresses = max_addresses
         self._refused = SlidingWindow(refusals, window, max_keys=max_addresses)
         self._closed_until: dict[str, float] = {}
+        self._next_answer: dict[str, float] = {}
         self.held = 0
 
     def closed_for(self, address: str, now: float) -> float | None:
@@ -57,6 +60,7 @@ class FloodGate:
             return None
         if until <= now:
             del self._closed_until[address]
+            self._next_answer.pop(address, None)
             return None
         self._closed_until[address] = now + self.window
         return self.window
@@ -69,16 +73,24 @@ class FloodGate:
         if len(self._closed_until) > self.max_addresses:
             for key in [k for k, until in self._closed_until.items() if until <= now]:
                 del self._closed_until[key]
+                self._next_answer.pop(key, None)
 
-    async def hold(self) -> None:
-        """The tarpit: wait `delay` before answering, unless `max_held` already wait."""
-        if self.held >= self.max_held or self.delay <= 0:
+    async def hold(self, address: str, now: float) -> None:
+        """The tarpit: `address` gets one answer per `spacing` at the door; its requests
+        wait their turn, unless `max_held` already wait on this node."""
+        if self.held >= self.max_held or self.spacing <= 0:
             return
         self.held += 1
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.wait(address, now))
         finally:
             self.held -= 1
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds until `address`'s next turn at the door, which this call takes."""
+        turn = max(now, self._next_answer.get(address, now)) + self.spacing
+        self._next_answer[address] = turn
+        return turn - now
 
 
 def middleware(
@@ -97,7 +109,7 @@ def middleware(
         address = address_of(request)
         closed = gate.closed_for(address, now())
         if closed is not None:
-            await gate.hold()
+            await gate.hold(address, now())
             return refuse(request, math.ceil(closed))
         response = await handler(request)
         if response.status == 429:

@@ -347,6 +347,12 @@ class AuthService:
         """
         now = self.clock.now()
         s = self.settings
+        # This login from this address was refused in this window: refused again from memory,
+        # before any read (a flood from many addresses costs one read per address).
+        attempt_key = counter_key("staff-attempt", login, client_addr)
+        until = self._blocked_now(now, attempt_key, counter_key("staff-address", client_addr))
+        if until is not None:
+            raise RateLimited(retry_after_seconds=Hit(0, until).retry_after(now))
         async with self.db.read() as session:
             staff = await session.scalar(select(Staff).where(Staff.login == login))
             known = staff is not None and await self._known_address(
@@ -362,6 +368,7 @@ class AuthService:
         address_key = counter_key("staff-address", client_addr)
         until = self._blocked_now(now, address_key, account_key)
         if until is not None:  # refused before, in this window: no write, no new audit entry
+            self._block(attempt_key, until, now)
             raise RateLimited(retry_after_seconds=Hit(0, until).retry_after(now))
         try:
             with self.passwords.slot(client_addr):

@@ -38,7 +38,7 @@ async def test_an_address_refused_past_the_limit_is_refused_at_the_door(
             "staff_failures_per_account": 2,
             "flood_refusals": 3,
             "flood_window": "30s",
-            "flood_delay": "0s",
+            "flood_spacing": "0s",
         },
     )
     await staff_token(app, Role.CONSULTANT)
@@ -62,7 +62,7 @@ async def test_the_door_guards_only_the_login_paths(start_app: Any, sqlite_url: 
     the service as before."""
     app: Running = await start_app(
         sqlite_url,
-        auth={"staff_failures_per_account": 1, "flood_refusals": 1, "flood_delay": "0s"},
+        auth={"staff_failures_per_account": 1, "flood_refusals": 1, "flood_spacing": "0s"},
     )
     token, _ = await staff_token(app, Role.CONSULTANT)
     wrong = '{"login": "consultant", "password": "wrong-guess"}'
@@ -72,18 +72,25 @@ async def test_the_door_guards_only_the_login_paths(start_app: Any, sqlite_url: 
     assert resp.status == 200
 
 
-def test_a_closed_door_holds_at_most_max_held_refusals_at_once() -> None:
-    """Issue 14: the tarpit costs bounded memory: past `max_held` waiting refusals the
-    next is answered at once."""
+def test_the_door_answers_one_address_once_per_spacing_and_holds_a_bounded_number() -> None:
+    """Issue 14, the tarpit: an address's requests at the door wait their turns, one per
+    `spacing`, whatever their number; another address has its own turns; past `max_held`
+    waiting refusals the next is answered at once (bounded memory)."""
+    gate = FloodGate(refusals=1, window=60, spacing=1.0, max_held=2)
+    assert [gate.wait("a", 0.0) for _ in range(3)] == [1.0, 2.0, 3.0]
+    assert gate.wait("b", 0.0) == 1.0
+    assert gate.wait("a", 10.0) == 1.0  # its earlier turns are past
 
     async def run() -> None:
-        gate = FloodGate(refusals=1, window=10, delay=0.2, max_held=2)
-        held = [asyncio.create_task(gate.hold()) for _ in range(2)]
+        slow = FloodGate(refusals=1, window=60, spacing=30.0, max_held=2)
+        held = [asyncio.create_task(slow.hold("a", 0.0)) for _ in range(2)]
         await asyncio.sleep(0.01)
-        assert gate.held == 2
-        await asyncio.wait_for(gate.hold(), timeout=0.1)  # answered at once
-        await asyncio.gather(*held)
-        assert gate.held == 0
+        assert slow.held == 2
+        await asyncio.wait_for(slow.hold("a", 0.0), timeout=1)  # answered at once
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+        assert slow.held == 0
 
     asyncio.run(run())
 
@@ -91,7 +98,7 @@ def test_a_closed_door_holds_at_most_max_held_refusals_at_once() -> None:
 def test_the_door_closes_after_the_refusals_and_opens_after_a_quiet_window() -> None:
     """Issue 14: more than `refusals` refusals within the window close it; each knock
     keeps it closed a whole window more."""
-    gate = FloodGate(refusals=2, window=10, delay=0, max_held=10)
+    gate = FloodGate(refusals=2, window=10, spacing=0, max_held=10)
     gate.refused("a", 0.0)
     gate.refused("a", 1.0)
     assert gate.closed_for("a", 1.5) is None
