@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -31,7 +31,15 @@ from telemed.errors import (
 from telemed.events import AccessEnded, EndReason
 from telemed.events import record as record_event
 from telemed.limits import Counters, DbCounters, Hit, counter_key
-from telemed.models import AuditEntry, AuthToken, OtpCode, Patient, ServerKey, Staff
+from telemed.models import (
+    AuditEntry,
+    AuthToken,
+    OtpCode,
+    Patient,
+    PushSubscription,
+    ServerKey,
+    Staff,
+)
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
 from telemed.roles import Role
@@ -479,10 +487,15 @@ class AuthService:
         )
 
     async def logout(self, caller: Caller) -> None:
-        """Revoke the caller's token at once; live sessions using it end."""
+        """Revoke the caller's token at once; live sessions using it end, and the push
+        subscriptions this session registered go (the device is no longer the patient's:
+        their messages then come by SMS), even when the page could not unsubscribe."""
         now = self.clock.now()
         async with self.db.write() as session:
             await self._revoke(session, caller.token_id, now)
+            await session.execute(
+                delete(PushSubscription).where(PushSubscription.token_id == caller.token_id)
+            )
             await session.execute(
                 update(AuthToken).where(AuthToken.id == caller.token_id).values(ended_at=now)
             )

@@ -321,3 +321,44 @@ async def test_staff_calling_a_patient_whose_page_is_closed_pushes_to_their_phon
     (got,) = pushes.to(device)
     assert got.payload["title"] == "Вас ждут на консультации"
     assert got.payload["url"] == "/#consultation"
+
+
+async def test_logging_out_drops_the_devices_that_session_registered_and_sms_takes_over(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """R-REMIND-1 after a logout: a subscription belongs to the session that registered it.
+    Logging out of the phone's session (the page could not unsubscribe: no DELETE) drops the
+    phone, not the laptop logged in beside it; a browser registering again from a new
+    session moves to it. With no device left, the next reminder goes by SMS."""
+    _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
+    on_phone = await clinic.patient()
+    clinic.app.clock.advance(timedelta(seconds=61))  # the SMS code's resend cooldown
+    on_laptop = await clinic.patient()
+    clinic.app.clock.advance(timedelta(seconds=61))
+    again = await clinic.patient()  # the laptop's browser, logged in once more
+    phone, laptop = pushes.device(), pushes.device()
+    await subscribe(clinic, on_phone, phone)
+    await subscribe(clinic, on_laptop, laptop)
+    await subscribe(clinic, again, laptop)  # the same endpoint: now this session's
+    await clinic.book(on_laptop, doctor_id, FIRST_SLOT)
+    await clinic.book(on_laptop, doctor_id, SECOND_SLOT)
+
+    for token in (on_phone, on_laptop):
+        out = await clinic.app.client.post("/api/v1/auth/logout", headers=bearer(token))
+        assert out.status == 204, await out.text()
+    async with clinic.app.services.db.read() as session:
+        left = (await session.scalars(select(PushSubscription.endpoint))).all()
+    assert left == [laptop.endpoint]
+
+    clinic.app.clock.advance(timedelta(minutes=48))  # T-10 for 13:00
+    await clinic.tick()
+    assert len(pushes.to(laptop)) == 1 and pushes.to(phone) == []
+    assert reminder_sms(clinic) == []
+
+    out = await clinic.app.client.post("/api/v1/auth/logout", headers=bearer(again))
+    assert out.status == 204
+    clinic.app.clock.advance(timedelta(minutes=30))  # T-10 for 13:30
+    await clinic.tick()
+    assert len(pushes.received) == 1  # nothing more pushed
+    sms = reminder_sms(clinic)
+    assert len(sms) == 1 and "13:30" in sms[0]["text"]

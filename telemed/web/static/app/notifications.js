@@ -4,10 +4,11 @@
 // (#booking/APPOINTMENT highlights that appointment).
 //
 // app.js wires it with a few hooks: setupNotifications({api, i18n}) once, then
-// onScreen(name) from show(), onLive(live) from startLive(), offerPush() after a booking.
+// onScreen(name) from show(), onLive(live) from startLive(), offerPush() after a booking,
+// beforeLogout() before the session ends (this device stops taking the patient's pushes).
 
 import { el } from "/static/js/dom.js";
-import { enablePush, markAsked, pushState, registerWorker, shouldOffer } from "./push.js";
+import { disablePush, enablePush, markAsked, pushState, registerWorker, shouldOffer } from "./push.js";
 
 const WORDS = {
   ru: {
@@ -192,6 +193,19 @@ export function setupNotifications({ api, i18n }) {
     onLive(live) {
       live.on("notification:new", arrived);
       load().catch(() => {});
+    },
+    /** Logging out: this device unsubscribes and the server forgets it (DELETE while the
+     *  session still works). Never blocks the logout: the server also drops the
+     *  subscriptions this session registered when it revokes the token. */
+    async beforeLogout() {
+      try {
+        await disablePush(api);
+      } catch (error) {
+        console.warn("push not turned off", error);
+      }
+      items = null;
+      unread = 0;
+      render();
     },
     /** After a booking: offer the reminder on this phone, once, on the person's tap. In the
      *  booking screen under my appointments, not over the page. */

@@ -4,6 +4,7 @@
 
 const ASKED_KEY = "telemed.push.asked";
 const SUBSCRIBE_TIMEOUT_MS = 15000;
+const UNSUBSCRIBE_TIMEOUT_MS = 5000;
 
 /** Registers /sw.js (scope "/"); the app works the same without it. */
 export async function registerWorker() {
@@ -63,13 +64,19 @@ export async function enablePush(api) {
   }
 }
 
-/** Stops pushes on this device (unsubscribes and tells the server). */
+/**
+ * Stops pushes on this device: tells the server first (while the session works), then
+ * unsubscribes from the browser's push service. An unreachable push service does not hold
+ * the caller up for more than a few seconds: the browser drops the subscription locally
+ * and retries the unsubscription on its own.
+ */
 export async function disablePush(api) {
   const registration = await navigator.serviceWorker?.getRegistration("/");
   const subscription = await registration?.pushManager.getSubscription();
   if (!subscription) return;
   await api.delete("/me/push-subscriptions", { endpoint: subscription.endpoint }).catch(() => {});
-  await subscription.unsubscribe();
+  const gaveUp = new Promise((resolve) => setTimeout(() => resolve(false), UNSUBSCRIBE_TIMEOUT_MS));
+  await Promise.race([subscription.unsubscribe(), gaveUp]);
 }
 
 /** The state for the profile: "on", "off", "denied" or "unsupported". */
