@@ -156,23 +156,29 @@ export function setupNotifications({ api, i18n }) {
     if (target.origin === location.origin && target.hash) location.hash = target.hash;
   });
 
-  /** #booking/ID: show that appointment once the booking screen has drawn it. */
+  /** #booking/ID: show that appointment once the booking screen has drawn it. The screen
+   *  draws its list again when its fresh load arrives (after this runs, or before): the
+   *  mark is put on whichever item is there, for a few seconds. */
   function highlightAppointment() {
     const id = decodeURIComponent(location.hash.split("/")[1] || "");
-    if (!id) return;
     const box = document.getElementById("appointments");
+    if (!id || !box) return;
+    let focused = false;
     const mark = () => {
-      const item = box?.querySelector(`[data-appointment-id="${CSS.escape(id)}"]`);
-      if (!item) return false;
+      const item = box.querySelector(`[data-appointment-id="${CSS.escape(id)}"]`);
+      if (!item || item.dataset.highlight === "true") return;
       item.classList.add("highlight");
       item.dataset.highlight = "true";
       item.tabIndex = -1;
-      item.scrollIntoView({ block: "center" });
-      item.focus({ preventScroll: true });
-      return true;
+      // Focus follows the item while it is redrawn, unless the person has moved on.
+      if (!focused || document.activeElement === document.body) {
+        item.scrollIntoView({ block: "center" });
+        item.focus({ preventScroll: true });
+        focused = true;
+      }
     };
-    if (mark() || !box) return;
-    const watch = new MutationObserver(() => { if (mark()) watch.disconnect(); });
+    mark();
+    const watch = new MutationObserver(mark);
     watch.observe(box, { childList: true, subtree: true });
     setTimeout(() => watch.disconnect(), 10000);
   }
