@@ -39,6 +39,7 @@ from telemed.models import (
     PushSubscription,
     ServerKey,
     Staff,
+    new_id,
 )
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
@@ -87,6 +88,7 @@ class IssuedToken:
     user_id: str
     expires_at: datetime
     patients: list[dict[str, str]] = field(default_factory=list)
+    token_id: str = ""  # the row's id (never the token): what push subscriptions hang on
 
 
 async def ensure_server_key(
@@ -340,7 +342,15 @@ class AuthService:
             if me is None or other is None or other.phone != me.phone:
                 raise Unauthorized("That person is not registered on your phone.")
             await self._revoke(session, caller.token_id, now)
-            return await self._issue(session, Role.PATIENT, other.id, now)
+            issued = await self._issue(session, Role.PATIENT, other.id, now)
+            # The same phone, the same session going on: its device's pushes (still the
+            # first person's) now end with a logout of the new token.
+            await session.execute(
+                update(PushSubscription)
+                .where(PushSubscription.token_id == caller.token_id)
+                .values(token_id=issued.token_id)
+            )
+            return issued
 
     # --- staff ---------------------------------------------------------------------------
 
@@ -457,9 +467,11 @@ class AuthService:
         self, session: AsyncSession, role: Role, subject: str, now: datetime
     ) -> IssuedToken:
         token = new_token()
+        token_id = new_id()
         expires = now + self.settings.token_ttl
         session.add(
             AuthToken(
+                id=token_id,
                 token_hash=token_digest(token),
                 subject_id=subject,
                 role=role.value,
@@ -467,7 +479,9 @@ class AuthService:
                 expires_at=expires,
             )
         )
-        return IssuedToken(token=token, role=role, user_id=subject, expires_at=expires)
+        return IssuedToken(
+            token=token, role=role, user_id=subject, expires_at=expires, token_id=token_id
+        )
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller behind a bearer token; Unauthorized if missing, unknown, expired, revoked."""

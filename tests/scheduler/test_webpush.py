@@ -18,7 +18,7 @@ from pushservice import Device, PushService, unb64url
 from sqlalchemy import func, select
 
 from scheduler.jobs import Fired
-from telemed.models import Consultation, PushSubscription
+from telemed.models import Consultation, Patient, PushSubscription
 from telemed.notify.webpush import topic_of
 from telemed.roles import Role
 
@@ -362,3 +362,38 @@ async def test_logging_out_drops_the_devices_that_session_registered_and_sms_tak
     assert len(pushes.received) == 1  # nothing more pushed
     sms = reminder_sms(clinic)
     assert len(sms) == 1 and "13:30" in sms[0]["text"]
+
+
+async def test_a_logout_after_switching_to_a_child_on_the_same_phone_drops_the_phone(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """R-REMIND-1 on a family phone: the parent's device was registered before the app
+    switched to the child (a new token, the parent's revoked); logging out of the child's
+    session is logging out of that phone, so the parent's subscription goes too."""
+    family = "+79160001122"
+    await add_patients(
+        clinic.app,
+        [
+            f"F-1,2026-01-01,2026-01-01,2027-12-31,Петрова Анна,1985-06-01,F,{family}",
+            f"F-2,2026-01-01,2026-01-01,2027-12-31,Петров Миша,2015-09-01,M,{family}",
+        ],
+    )
+    first = await clinic.patient(family)
+    me = await (await clinic.app.client.get("/api/v1/me", headers=bearer(first))).json()
+    async with clinic.app.services.db.read() as session:
+        (other,) = (
+            await session.scalars(
+                select(Patient.id).where(Patient.phone == family, Patient.id != me["user_id"])
+            )
+        ).all()
+    phone = pushes.device()
+    await subscribe(clinic, first, phone)
+    switched = await clinic.app.client.post(
+        "/api/v1/auth/switch", json={"patient_id": other}, headers=bearer(first)
+    )
+    assert switched.status == 200, await switched.text()
+    second = (await switched.json())["token"]
+    out = await clinic.app.client.post("/api/v1/auth/logout", headers=bearer(second))
+    assert out.status == 204
+    async with clinic.app.services.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(PushSubscription)) == 0
