@@ -30,6 +30,11 @@ server reaches it through `session()`, an aiohttp session that resolves jmt17.go
 this fake and trusts its certificate; Chromium trusts it through
 `--ignore-certificate-errors-spki-list` (honoured with a --user-data-dir, which a persistent
 Playwright context has).
+
+Unlike FCM, the fake keeps no message until the browser acknowledges it: a push arriving
+while no connection is logged in waits for the next login, but one written to a connection
+that then drops is lost. Chromium logs in again right after its first push registration
+(the first connection closes within milliseconds of it); the tests push long after that.
 """
 
 from __future__ import annotations
