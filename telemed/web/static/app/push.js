@@ -66,9 +66,9 @@ export async function enablePush(api) {
 
 /**
  * Stops pushes on this device: tells the server first (while the session works), then
- * unsubscribes from the browser's push service. An unreachable push service does not hold
- * the caller up for more than a few seconds: the browser drops the subscription locally
- * and retries the unsubscription on its own.
+ * unsubscribes from the browser's push service. Chromium settles at once even when its push
+ * service fails (it drops the subscription locally and tells the service in the
+ * background: seen with GCM answering 503); the cap is for a browser that would wait.
  */
 export async function disablePush(api) {
   const registration = await navigator.serviceWorker?.getRegistration("/");
