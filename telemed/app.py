@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -193,7 +194,12 @@ def _sender(config: SmsSettings, clock: Clock) -> Sender:
 
 
 def _push_sender(
-    settings: PushSettings, db: Database, clock: Clock, vapid_key: str | None, sms: Sender
+    settings: PushSettings,
+    db: Database,
+    clock: Clock,
+    vapid_key: str | None,
+    sms: Sender,
+    session: Callable[[], aiohttp.ClientSession] | None,
 ) -> Sender:
     """Web Push with SMS as its fallback, or one of the development backends."""
     if settings.backend != "webpush" or vapid_key is None:
@@ -205,6 +211,7 @@ def _push_sender(
         ttl_seconds=int(settings.ttl.total_seconds()),
         timeout=settings.timeout.total_seconds(),
         fallback=sms,
+        session_factory=session or aiohttp.ClientSession,
     )
 
 
@@ -225,8 +232,11 @@ def create_app(
     *,
     clock: Clock | None = None,
     sms: Sender | None = None,
+    push_session: Callable[[], aiohttp.ClientSession] | None = None,
 ) -> web.Application:
-    """Build the app; databases and senders are opened on startup, closed on cleanup."""
+    """Build the app; databases and senders are opened on startup, closed on cleanup.
+    `push_session` makes the HTTP session Web Push goes out on (tests: one that reaches a
+    fake of the browsers' push services)."""
     used_clock = clock or SystemClock()
     app = web.Application(
         middlewares=[_flood_gate(settings, used_clock), errors_middleware],
@@ -269,7 +279,7 @@ def create_app(
             appointments=AppointmentService(db, used_clock, settings.rules),
             vapid_private_key=vapid_key,
         )
-        push = _push_sender(settings.push, db, used_clock, vapid_key, sender)
+        push = _push_sender(settings.push, db, used_clock, vapid_key, sender, push_session)
         consultations = app[SERVICES].consultations
         work = DueWork(
             db, used_clock, settings, consultations, signalling, {"push": push, "sms": sender}

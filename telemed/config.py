@@ -271,6 +271,10 @@ class SmsSettings(_Section):
 DEFAULT_PUSH_HOSTS: tuple[str, ...] = (
     "fcm.googleapis.com",
     "android.googleapis.com",
+    # Chromium builds outside Google's stable channel (Debian's, other distributions') put
+    # their subscriptions on FCM's staging host: push_messaging_utils.cc,
+    # GetGcmEndpointForChannel -> kPushMessagingStagingGcmEndpoint.
+    "jmt17.google.com",
     "updates.push.services.mozilla.com",
     "web.push.apple.com",
     "*.notify.windows.com",

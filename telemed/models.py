@@ -399,6 +399,9 @@ class PushSubscription(Base):
     auth: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # The session (auth token) that registered it: logging out of that session drops it.
+    # No foreign key: a token row going one day must not take a device with it by surprise.
+    token_id: Mapped[str | None] = mapped_column(IdCol, index=True)
 
 
 class AuditEntry(Base):

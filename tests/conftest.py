@@ -116,10 +116,12 @@ AppFactory = Callable[..., Any]
 def start_app(aiohttp_client: Any, tmp_path: Path, clock: ManualClock) -> Callable[..., Any]:
     """Start the real app on a database URL with config overrides: `await start_app(url, ...)`."""
 
-    async def start(db_url: str, **overrides: Any) -> Running:
+    async def start(
+        db_url: str, *, push_session: Callable[[], Any] | None = None, **overrides: Any
+    ) -> Running:
         sms_file = tmp_path / "sms.jsonl"
         settings = make_settings(db_url, sms_file, **overrides)
-        client = await aiohttp_client(create_app(settings, clock=clock))
+        client = await aiohttp_client(create_app(settings, clock=clock, push_session=push_session))
         return Running(client=client, clock=clock, sms_file=sms_file, settings=settings)
 
     return start

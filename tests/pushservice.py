@@ -37,6 +37,47 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def check_vapid(
+    header: str, server_key: str, origin: str, verified: set[str] | None = None
+) -> str | None:
+    """None if the `Authorization: vapid t=JWT, k=KEY` header is good (RFC 8292: ES256 by
+    `server_key`, `aud` = the push service's `origin`, `exp` within 24 hours, a contact in
+    `sub`), else why not. `verified` remembers tokens already checked."""
+    match = re.fullmatch(r"vapid t=([^,\s]+),\s*k=([A-Za-z0-9_-]+)", header.strip())
+    if not match:
+        return "no vapid authorization"
+    token, key = match.groups()
+    if key != server_key:
+        return "signed with another key"
+    if verified is not None and token in verified:
+        return None
+    try:
+        head_b64, claims_b64, sig_b64 = token.split(".")
+        head = json.loads(unb64url(head_b64))
+        claims = json.loads(unb64url(claims_b64))
+        sig = unb64url(sig_b64)
+    except ValueError:
+        return "malformed jwt"
+    if head.get("alg") != "ES256" or len(sig) != 64:
+        return "not ES256"
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(key))
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        public.verify(der, f"{head_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return "bad signature"
+    if claims.get("aud") != origin:
+        return f"aud {claims.get('aud')!r} is not {origin}"
+    exp = int(claims.get("exp", 0))
+    if not time.time() < exp <= time.time() + 24 * 3600:
+        return "exp out of range"
+    if not str(claims.get("sub", "")).startswith(("mailto:", "https:")):
+        return "no sub contact"
+    if verified is not None:
+        verified.add(token)
+    return None
+
+
 @dataclass
 class Received:
     """One push as the device decrypted it."""
@@ -139,38 +180,9 @@ class PushService:
 
     def _check_vapid(self, header: str) -> str | None:
         """None if the VAPID token is good, else why not."""
-        match = re.fullmatch(r"vapid t=([^,\s]+),\s*k=([A-Za-z0-9_-]+)", header.strip())
-        if not match:
-            return "no vapid authorization"
-        token, key = match.groups()
-        if key != self.server_key:
-            return "signed with another key"
-        if token in self._verified:
-            return None
-        try:
-            head_b64, claims_b64, sig_b64 = token.split(".")
-            head = json.loads(unb64url(head_b64))
-            claims = json.loads(unb64url(claims_b64))
-            sig = unb64url(sig_b64)
-        except ValueError:
-            return "malformed jwt"
-        if head.get("alg") != "ES256" or len(sig) != 64:
-            return "not ES256"
-        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(key))
-        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-        try:
-            public.verify(der, f"{head_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return "bad signature"
-        if claims.get("aud") != self.origin:
-            return f"aud {claims.get('aud')!r} is not {self.origin}"
-        exp = int(claims.get("exp", 0))
-        if not time.time() < exp <= time.time() + 24 * 3600:
-            return "exp out of range"
-        if not str(claims.get("sub", "")).startswith(("mailto:", "https:")):
-            return "no sub contact"
-        self._verified.add(token)
-        return None
+        if self.server_key is None:
+            return "no server key to check against"
+        return check_vapid(header, self.server_key, self.origin, self._verified)
 
     async def _push(self, request: web.Request) -> web.Response:
         device = self.devices.get(request.match_info["token"])

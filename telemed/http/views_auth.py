@@ -119,7 +119,7 @@ def register(api: Api) -> None:
         "POST", "/auth/logout", roles=STAFF_ROLES | {Role.PATIENT}, consent=False, tag="auth"
     )
     async def logout(call: Call[Body]) -> None:
-        """Revoke the current token."""
+        """Revoke the current token; the push subscriptions it registered go with it."""
         await services(call.request).auth.logout(call.me)
 
     @api.route("POST", "/staff/{staff_id}/disable", roles={Role.ADMIN}, tag="auth")

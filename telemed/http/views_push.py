@@ -72,7 +72,12 @@ def register(api: Api) -> None:
         svc = services(call.request)
         sub = call.body
         await PushSubscriptions(svc.db, svc.clock, svc.settings.push).register(
-            call.me.id, sub.endpoint, sub.keys.p256dh, sub.keys.auth, sub.expirationTime
+            call.me.id,
+            sub.endpoint,
+            sub.keys.p256dh,
+            sub.keys.auth,
+            sub.expirationTime,
+            token_id=call.me.token_id,
         )
 
     @api.route("DELETE", "/me/push-subscriptions", roles=PATIENT, body=EndpointIn, tag="push")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -31,7 +31,16 @@ from telemed.errors import (
 from telemed.events import AccessEnded, EndReason
 from telemed.events import record as record_event
 from telemed.limits import Counters, DbCounters, Hit, counter_key
-from telemed.models import AuditEntry, AuthToken, OtpCode, Patient, ServerKey, Staff
+from telemed.models import (
+    AuditEntry,
+    AuthToken,
+    OtpCode,
+    Patient,
+    PushSubscription,
+    ServerKey,
+    Staff,
+    new_id,
+)
 from telemed.notify import OutboundMessage, Sender
 from telemed.phone import mask_phone, normalize_phone
 from telemed.roles import Role
@@ -79,6 +88,7 @@ class IssuedToken:
     user_id: str
     expires_at: datetime
     patients: list[dict[str, str]] = field(default_factory=list)
+    token_id: str = ""  # the row's id (never the token): what push subscriptions hang on
 
 
 async def ensure_server_key(
@@ -332,7 +342,15 @@ class AuthService:
             if me is None or other is None or other.phone != me.phone:
                 raise Unauthorized("That person is not registered on your phone.")
             await self._revoke(session, caller.token_id, now)
-            return await self._issue(session, Role.PATIENT, other.id, now)
+            issued = await self._issue(session, Role.PATIENT, other.id, now)
+            # The same phone, the same session going on: its device's pushes (still the
+            # first person's) now end with a logout of the new token.
+            await session.execute(
+                update(PushSubscription)
+                .where(PushSubscription.token_id == caller.token_id)
+                .values(token_id=issued.token_id)
+            )
+            return issued
 
     # --- staff ---------------------------------------------------------------------------
 
@@ -456,9 +474,11 @@ class AuthService:
         self, session: AsyncSession, role: Role, subject: str, now: datetime
     ) -> IssuedToken:
         token = new_token()
+        token_id = new_id()
         expires = now + self.settings.token_ttl
         session.add(
             AuthToken(
+                id=token_id,
                 token_hash=token_digest(token),
                 subject_id=subject,
                 role=role.value,
@@ -466,7 +486,9 @@ class AuthService:
                 expires_at=expires,
             )
         )
-        return IssuedToken(token=token, role=role, user_id=subject, expires_at=expires)
+        return IssuedToken(
+            token=token, role=role, user_id=subject, expires_at=expires, token_id=token_id
+        )
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller behind a bearer token; Unauthorized if missing, unknown, expired, revoked."""
@@ -486,10 +508,15 @@ class AuthService:
         )
 
     async def logout(self, caller: Caller) -> None:
-        """Revoke the caller's token at once; live sessions using it end."""
+        """Revoke the caller's token at once; live sessions using it end, and the push
+        subscriptions this session registered go (the device is no longer the patient's:
+        their messages then come by SMS), even when the page could not unsubscribe."""
         now = self.clock.now()
         async with self.db.write() as session:
             await self._revoke(session, caller.token_id, now)
+            await session.execute(
+                delete(PushSubscription).where(PushSubscription.token_id == caller.token_id)
+            )
             await session.execute(
                 update(AuthToken).where(AuthToken.id == caller.token_id).values(ended_at=now)
             )

@@ -120,10 +120,17 @@ class PushSubscriptions:
         self.settings = settings
 
     async def register(
-        self, patient_id: str, endpoint: str, p256dh: str, auth: str, expires_ms: float | None
+        self,
+        patient_id: str,
+        endpoint: str,
+        p256dh: str,
+        auth: str,
+        expires_ms: float | None,
+        token_id: str | None = None,
     ) -> None:
         """Keep a device's subscription; the same endpoint again replaces its keys (and moves
-        to this patient: one browser profile, one endpoint)."""
+        to this patient and session: one browser profile, one endpoint). `token_id` is the
+        session registering it: its logout drops the subscription (AuthService.logout)."""
         if not endpoint_allowed(endpoint, self.settings.endpoint_hosts):
             raise ValidationFailed("The endpoint is not on a known push service.", field="endpoint")
         _check_keys(p256dh, auth)
@@ -141,6 +148,7 @@ class PushSubscriptions:
                     auth=auth,
                     expires_at=expires,
                     created_at=now,
+                    token_id=token_id,
                 )
             )
             await session.flush()

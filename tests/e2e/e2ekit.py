@@ -102,9 +102,15 @@ class Stage:
 
 
 async def open_stage(
-    start_app: Callable[..., Any], db_url: str, tmp_path: Path, **overrides: Any
+    start_app: Callable[..., Any],
+    db_url: str,
+    tmp_path: Path,
+    *,
+    push_session: Callable[[], Any] | None = None,
+    **overrides: Any,
 ) -> Stage:
-    """Serve the app on a real 127.0.0.1 port: file SMS and push, scheduler off, fast queue."""
+    """Serve the app on a real 127.0.0.1 port: file SMS and push, scheduler off, fast queue.
+    `push_session`: how Web Push reaches the push services (tests/fakegcm.py)."""
     push_file = tmp_path / "push.jsonl"
     settings: dict[str, Any] = {
         "push": {"backend": "file", "path": str(push_file)},
@@ -114,7 +120,7 @@ async def open_stage(
     }
     for section, values in overrides.items():
         settings.setdefault(section, {}).update(values)
-    app: Running = await start_app(db_url, **settings)
+    app: Running = await start_app(db_url, push_session=push_session, **settings)
     url = str(app.client.make_url("/")).rstrip("/")
     assert url.startswith("http://127.0.0.1:"), url  # a secure context for getUserMedia
     return Stage(app=app, url=url, push_file=push_file)

@@ -1,14 +1,17 @@
 """The installable patient app and its pushes in Debian's Chromium (R-REMIND-1): the service
 worker installs, the manifest makes the app installable, the patient is offered pushes after
-a booking (not on the first load) and grants them; the reminder the server pushes to the
-test push service is delivered to the service worker through the DevTools protocol
-(`ServiceWorker.deliverPushMessage`) and shown as a notification; its click opens the
-appointment; the notifications list is updated live, screenshotted at 360 and 1280 px."""
+a booking (not on the first load) and grants them; the page's real
+`pushManager.subscribe()` goes to Chromium's push service, here a fake of Google's GCM/FCM
+on 127.0.0.1 (tests/fakegcm.py: check-in, registration, the MCS connection, FCM's Web Push
+endpoint), and registers the subscription Chromium made. The reminder the server pushes
+(VAPID, aes128gcm) travels as it would in the field: to the subscription's endpoint, over
+MCS to Chromium, decrypted by Chromium and shown by the service worker; its click opens the
+appointment; the notifications list is updated live, screenshotted at 360 and 1280 px.
+Logging out unsubscribes the device: Chromium tells GCM, the server forgets it."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -34,13 +37,14 @@ from e2ekit import (
     screen_is,
     shots,
 )
+from fakegcm import PUSH_HOST, FakeGcm
 from helpers import staff_token
 from playwright.async_api import async_playwright, expect
-from pushservice import PushService
-from sqlalchemy import func, select
+from sqlalchemy import select
 from test_urgent_flow import patient_reaches_home
 
 from telemed.models import PushSubscription
+from telemed.notify.webpush import topic_of
 from telemed.roles import Role
 
 READ_NOTIFICATIONS = """async () => {
@@ -49,48 +53,31 @@ READ_NOTIFICATIONS = """async () => {
   return shown.map((n) => ({title: n.title, body: n.body, tag: n.tag, data: n.data}));
 }"""
 
-SUBSCRIBE = """async () => {
-  const registration = await navigator.serviceWorker.ready;
-  const {createApi} = await import('/static/js/api.js');
-  const api = createApi({storageKey: 'telemed.patient'});
-  const {public_key} = await api.get('/push/config');
-  const key = Uint8Array.from(atob(public_key.replace(/-/g, '+').replace(/_/g, '/')
-    + '='.repeat((4 - public_key.length % 4) % 4)), (c) => c.charCodeAt(0));
-  const gaveUp = new Promise((resolve) => setTimeout(() => resolve('no answer in 10 s'), 10000));
-  try {
-    const s = await Promise.race([registration.pushManager.subscribe({userVisibleOnly: true,
-                                   applicationServerKey: key}), gaveUp]);
-    return typeof s === 'string' ? {ok: false, error: s} : {ok: true, endpoint: s.endpoint};
-  } catch (error) {
-    return {ok: false, error: String(error)};
-  }
-}"""
-
-REGISTER = """async (subscription) => {
-  const {createApi} = await import('/static/js/api.js');
-  const {registerSubscription} = await import('/static/app/push.js');
-  await registerSubscription(createApi({storageKey: 'telemed.patient'}), subscription);
-  return true;
+BROWSER_SUBSCRIPTION = """async () => {
+  const registration = await navigator.serviceWorker.getRegistration('/');
+  const subscription = await registration?.pushManager.getSubscription();
+  return subscription ? subscription.toJSON() : null;
 }"""
 
 
 @pytest.fixture
-async def pushes() -> AsyncIterator[PushService]:
-    service = await PushService().start()
+async def gcm(tmp_path: Path) -> AsyncIterator[FakeGcm]:
+    service = await FakeGcm(tmp_path).start()
     yield service
     await service.stop()
 
 
 @asynccontextmanager
-async def installed_profile(tmp_path: Path) -> AsyncIterator[Person]:
+async def installed_profile(tmp_path: Path, gcm: FakeGcm) -> AsyncIterator[Person]:
     """Chromium with a profile on disk: Playwright's browser contexts are incognito, where
-    Chromium never offers to install an app (`in-incognito`)."""
+    Chromium never offers to install an app (`in-incognito`) and refuses push subscriptions;
+    its GCM pointed at the fake."""
     camera = camera_file(tmp_path)
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
             executable_path=CHROMIUM,
-            args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"],
+            args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}", *gcm.chromium_flags()],
             viewport=PHONE,  # type: ignore[arg-type]
             locale=LOCALE,
             timezone_id=TIMEZONE,
@@ -118,34 +105,44 @@ async def until(probe: Callable[[], Any], within: float = 20) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def test_installable_app_push_notification_click_and_notifications_list(
-    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path, pushes: PushService
+async def subscriptions(stage: Any) -> list[PushSubscription]:
+    async with stage.app.services.db.read() as session:
+        return list((await session.scalars(select(PushSubscription))).all())
+
+
+async def test_installable_app_push_notification_click_notifications_list_and_logout(
+    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path, gcm: FakeGcm
 ) -> None:
-    """R-REMIND-1 in the browser, from the server's push to the tap on the notification."""
+    """R-REMIND-1 in the browser, from the page's subscription to the server's push, the tap
+    on the notification and the logout that ends the device's pushes."""
     stage = await open_stage(
         start_app,
         sqlite_url,
         tmp_path,
-        push={"backend": "webpush", "endpoint_hosts": [pushes.host], "path": None},
+        push={"backend": "webpush", "path": None},  # the default push service hosts
+        push_session=gcm.session,
     )
-    pushes.server_key = (await (await stage.app.client.get("/api/v1/push/config")).json())[
-        "public_key"
-    ]
+    server_key = (await (await stage.app.client.get("/api/v1/push/config")).json())["public_key"]
     await stage.add_patients(ADULT)
     admin, _ = await staff_token(stage.app, Role.ADMIN, "admin")
     await doctor(stage, admin, Role.PSYCHOLOGIST, "psychologist")
 
-    async with installed_profile(tmp_path) as patient:
+    async with installed_profile(tmp_path, gcm) as patient:
         page = patient.page
         tid = page.get_by_test_id
         missing: list[str] = []
         page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
-        cdp = await patient.context.new_cdp_session(page)
-        registrations: list[dict[str, Any]] = []
-        cdp.on(
-            "ServiceWorker.workerRegistrationUpdated",
-            lambda event: registrations.extend(event["registrations"]),
+        leaving: list[str] = []  # the page's last words: the device, then the session
+        page.on(
+            "request",
+            lambda r: (
+                leaving.append(f"{r.method} {r.url.removeprefix(stage.url)}")
+                if r.method in ("DELETE", "POST")
+                and r.url.endswith(("/logout", "/push-subscriptions"))
+                else None
+            ),
         )
+        cdp = await patient.context.new_cdp_session(page)
 
         await login_patient(page, stage, ADULT_PHONE)
         await patient_reaches_home(page)  # consent, the time zone, the check
@@ -182,24 +179,23 @@ async def test_installable_app_push_notification_click_and_notifications_list(
         await tid("push-offer-yes").click()
         await expect(tid("push-offer")).to_have_count(0)
         assert await page.evaluate("Notification.permission") == "granted"
-        # Chromium's own push service is Google's (FCM), not reachable from this machine:
-        # pushManager.subscribe fails here. The registration path of the page code is then
-        # driven with a device of the test push service, as that browser would send it.
-        tried = await page.evaluate(SUBSCRIBE)
-        device = pushes.device()
-        if not tried["ok"]:
-            print(f"pushManager.subscribe offline: {tried['error']}")
-        assert await page.evaluate(REGISTER, device.subscription())
-        async with stage.app.services.db.read() as session:
-            assert await session.scalar(select(func.count()).select_from(PushSubscription)) == 1
+        # The page subscribed for real (Chromium checked in with GCM and registered) and sent
+        # the subscription Chromium made to the server.
+        (device,) = await until(lambda: subscriptions(stage))
+        token = device.endpoint.removeprefix(f"https://{PUSH_HOST}/fcm/send/")
+        assert token != device.endpoint and token in gcm.registrations
+        assert gcm.registrations[token].sender == server_key  # the applicationServerKey
+        assert gcm.registrations[token].app_id.startswith(f"wp:{stage.url}/#")
+        browser = await page.evaluate(BROWSER_SUBSCRIPTION)
+        assert browser["endpoint"] == device.endpoint
+        assert (device.p256dh, device.auth) == (browser["keys"]["p256dh"], browser["keys"]["auth"])
+        assert device.token_id is not None  # the session that registered it
 
         # The notifications list is open when the reminder comes: it arrives live.
         await tid("nav-notifications").click()
         await screen_is(page, "notifications")
         stage.app.clock.advance(timedelta(minutes=50))  # T-10 for the 13:00 slot
         assert (await stage.tick()).get("reminder") == 1
-        (push,) = await pushes.wait(1)
-        assert push.payload["title"] == "Скоро консультация"
         item = tid("notification").first
         await expect(item).to_contain_text("Скоро консультация", timeout=WAIT)
         await expect(item).to_have_attribute("data-read", "false")
@@ -207,24 +203,17 @@ async def test_installable_app_push_notification_click_and_notifications_list(
         await fits_and_labelled(page)
         await shots(page, "patient-notifications")
 
-        # The push, as the push service got it, delivered to the service worker over CDP.
-        await cdp.send("ServiceWorker.enable")
-        ours = await until(
-            lambda: asyncio.sleep(0, [r for r in registrations if not r.get("isDeleted")])
-        )
-        await cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {
-                "origin": stage.url,
-                "registrationId": ours[0]["registrationId"],
-                "data": json.dumps(push.payload, ensure_ascii=False),
-            },
-        )
+        # The push: to the endpoint (VAPID with the key the browser subscribed with, TTL,
+        # Topic, aes128gcm), over MCS to Chromium, decrypted there, shown by the worker.
+        await gcm.until(lambda: gcm.pushes)
+        assert gcm.refused == []
+        (push,) = gcm.pushes
+        assert push.token == token and push.urgency == "high"
         shown = await until(lambda: page.evaluate(READ_NOTIFICATIONS))
         assert len(shown) == 1
         assert shown[0]["title"] == "Скоро консультация" and "13:00" in shown[0]["body"]
-        assert shown[0]["tag"] == push.payload["tag"]
-        appointment_id = push.payload["url"].split("/")[-1]
+        assert push.topic == topic_of(shown[0]["tag"])  # a resend replaces, not duplicates
+        appointment_id = shown[0]["data"]["url"].split("/")[-1]
         assert shown[0]["data"] == {"url": f"/#booking/{appointment_id}"}
 
         # The tap: the worker's notificationclick handler, run in the worker for this
@@ -242,6 +231,23 @@ async def test_installable_app_push_notification_click_and_notifications_list(
         await tid("notification-read").first.click()
         await expect(tid("notification").first).to_have_attribute("data-read", "true")
         await expect(tid("unread-count")).to_be_hidden()
+
+        # Logging out: the page unsubscribes (Chromium tells GCM) and the server forgets
+        # the device before the session ends; nothing is left to push to.
+        await tid("nav-profile").click()
+        await screen_is(page, "profile")
+        await tid("logout").click()
+        await expect(page.locator("#phone-form")).to_be_visible(timeout=WAIT)
+        assert leaving == [
+            "POST /api/v1/me/push-subscriptions",  # the subscription, long ago
+            "DELETE /api/v1/me/push-subscriptions",
+            "POST /api/v1/auth/logout",
+        ]
+        assert await subscriptions(stage) == []
+        await gcm.until(lambda: [r for r in gcm.unregistered if r.token == token])
+        assert token not in gcm.registrations
+        assert await page.evaluate(BROWSER_SUBSCRIPTION) is None
+
         # The one 404 is the home screen asking for a connection check not made yet.
         assert {url.removeprefix(stage.url) for url in missing} <= {"/api/v1/device-check"}
         assert [e for e in patient.errors if "status of 404" not in e] == [], patient.errors

@@ -18,7 +18,7 @@ from pushservice import Device, PushService, unb64url
 from sqlalchemy import func, select
 
 from scheduler.jobs import Fired
-from telemed.models import Consultation, PushSubscription
+from telemed.models import Consultation, Patient, PushSubscription
 from telemed.notify.webpush import topic_of
 from telemed.roles import Role
 
@@ -321,3 +321,79 @@ async def test_staff_calling_a_patient_whose_page_is_closed_pushes_to_their_phon
     (got,) = pushes.to(device)
     assert got.payload["title"] == "Вас ждут на консультации"
     assert got.payload["url"] == "/#consultation"
+
+
+async def test_logging_out_drops_the_devices_that_session_registered_and_sms_takes_over(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """R-REMIND-1 after a logout: a subscription belongs to the session that registered it.
+    Logging out of the phone's session (the page could not unsubscribe: no DELETE) drops the
+    phone, not the laptop logged in beside it; a browser registering again from a new
+    session moves to it. With no device left, the next reminder goes by SMS."""
+    _, doctor_id = await clinic.doctor(Role.THERAPIST, "ther")
+    on_phone = await clinic.patient()
+    clinic.app.clock.advance(timedelta(seconds=61))  # the SMS code's resend cooldown
+    on_laptop = await clinic.patient()
+    clinic.app.clock.advance(timedelta(seconds=61))
+    again = await clinic.patient()  # the laptop's browser, logged in once more
+    phone, laptop = pushes.device(), pushes.device()
+    await subscribe(clinic, on_phone, phone)
+    await subscribe(clinic, on_laptop, laptop)
+    await subscribe(clinic, again, laptop)  # the same endpoint: now this session's
+    await clinic.book(on_laptop, doctor_id, FIRST_SLOT)
+    await clinic.book(on_laptop, doctor_id, SECOND_SLOT)
+
+    for token in (on_phone, on_laptop):
+        out = await clinic.app.client.post("/api/v1/auth/logout", headers=bearer(token))
+        assert out.status == 204, await out.text()
+    async with clinic.app.services.db.read() as session:
+        left = (await session.scalars(select(PushSubscription.endpoint))).all()
+    assert left == [laptop.endpoint]
+
+    clinic.app.clock.advance(timedelta(minutes=48))  # T-10 for 13:00
+    await clinic.tick()
+    assert len(pushes.to(laptop)) == 1 and pushes.to(phone) == []
+    assert reminder_sms(clinic) == []
+
+    out = await clinic.app.client.post("/api/v1/auth/logout", headers=bearer(again))
+    assert out.status == 204
+    clinic.app.clock.advance(timedelta(minutes=30))  # T-10 for 13:30
+    await clinic.tick()
+    assert len(pushes.received) == 1  # nothing more pushed
+    sms = reminder_sms(clinic)
+    assert len(sms) == 1 and "13:30" in sms[0]["text"]
+
+
+async def test_a_logout_after_switching_to_a_child_on_the_same_phone_drops_the_phone(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """R-REMIND-1 on a family phone: the parent's device was registered before the app
+    switched to the child (a new token, the parent's revoked); logging out of the child's
+    session is logging out of that phone, so the parent's subscription goes too."""
+    family = "+79160001122"
+    await add_patients(
+        clinic.app,
+        [
+            f"F-1,2026-01-01,2026-01-01,2027-12-31,Петрова Анна,1985-06-01,F,{family}",
+            f"F-2,2026-01-01,2026-01-01,2027-12-31,Петров Миша,2015-09-01,M,{family}",
+        ],
+    )
+    first = await clinic.patient(family)
+    me = await (await clinic.app.client.get("/api/v1/me", headers=bearer(first))).json()
+    async with clinic.app.services.db.read() as session:
+        (other,) = (
+            await session.scalars(
+                select(Patient.id).where(Patient.phone == family, Patient.id != me["user_id"])
+            )
+        ).all()
+    phone = pushes.device()
+    await subscribe(clinic, first, phone)
+    switched = await clinic.app.client.post(
+        "/api/v1/auth/switch", json={"patient_id": other}, headers=bearer(first)
+    )
+    assert switched.status == 200, await switched.text()
+    second = (await switched.json())["token"]
+    out = await clinic.app.client.post("/api/v1/auth/logout", headers=bearer(second))
+    assert out.status == 204
+    async with clinic.app.services.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(PushSubscription)) == 0

@@ -24,6 +24,7 @@ HOSTS = (*DEFAULT_PUSH_HOSTS, "127.0.0.1:8765")
         ("https://web.push.apple.com/QGx", True),
         ("https://wns2-db5p.notify.windows.com/w/?token=x", True),
         ("https://fcm.googleapis.com:443/fcm/send/abc", True),
+        ("https://jmt17.google.com/fcm/send/abc", True),  # Chromium outside Google's stable
         ("http://127.0.0.1:8765/push/abc", True),
         ("http://fcm.googleapis.com/fcm/send/abc", False),  # https only without a port
         ("https://fcm.googleapis.com:8443/fcm/send/abc", False),

@@ -231,6 +231,7 @@ window.addEventListener("telemed:session-expired", () => showLogin(t("errors.ses
 
 $("logout").addEventListener("click", (event) => {
   act(event.currentTarget, async () => {
+    await notes.beforeLogout(); // this device's pushes end with the session
     await api.post("/auth/logout").catch(() => {});
     api.clearSession();
     showLogin();

@@ -4,10 +4,11 @@
 // (#booking/APPOINTMENT highlights that appointment).
 //
 // app.js wires it with a few hooks: setupNotifications({api, i18n}) once, then
-// onScreen(name) from show(), onLive(live) from startLive(), offerPush() after a booking.
+// onScreen(name) from show(), onLive(live) from startLive(), offerPush() after a booking,
+// beforeLogout() before the session ends (this device stops taking the patient's pushes).
 
 import { el } from "/static/js/dom.js";
-import { enablePush, markAsked, pushState, registerWorker, shouldOffer } from "./push.js";
+import { disablePush, enablePush, markAsked, pushState, registerWorker, shouldOffer } from "./push.js";
 
 const WORDS = {
   ru: {
@@ -155,23 +156,29 @@ export function setupNotifications({ api, i18n }) {
     if (target.origin === location.origin && target.hash) location.hash = target.hash;
   });
 
-  /** #booking/ID: show that appointment once the booking screen has drawn it. */
+  /** #booking/ID: show that appointment once the booking screen has drawn it. The screen
+   *  draws its list again when its fresh load arrives (after this runs, or before): the
+   *  mark is put on whichever item is there, for a few seconds. */
   function highlightAppointment() {
     const id = decodeURIComponent(location.hash.split("/")[1] || "");
-    if (!id) return;
     const box = document.getElementById("appointments");
+    if (!id || !box) return;
+    let focused = false;
     const mark = () => {
-      const item = box?.querySelector(`[data-appointment-id="${CSS.escape(id)}"]`);
-      if (!item) return false;
+      const item = box.querySelector(`[data-appointment-id="${CSS.escape(id)}"]`);
+      if (!item || item.dataset.highlight === "true") return;
       item.classList.add("highlight");
       item.dataset.highlight = "true";
       item.tabIndex = -1;
-      item.scrollIntoView({ block: "center" });
-      item.focus({ preventScroll: true });
-      return true;
+      // Focus follows the item while it is redrawn, unless the person has moved on.
+      if (!focused || document.activeElement === document.body) {
+        item.scrollIntoView({ block: "center" });
+        item.focus({ preventScroll: true });
+        focused = true;
+      }
     };
-    if (mark() || !box) return;
-    const watch = new MutationObserver(() => { if (mark()) watch.disconnect(); });
+    mark();
+    const watch = new MutationObserver(mark);
     watch.observe(box, { childList: true, subtree: true });
     setTimeout(() => watch.disconnect(), 10000);
   }
@@ -192,6 +199,19 @@ export function setupNotifications({ api, i18n }) {
     onLive(live) {
       live.on("notification:new", arrived);
       load().catch(() => {});
+    },
+    /** Logging out: this device unsubscribes and the server forgets it (DELETE while the
+     *  session still works). Never blocks the logout: the server also drops the
+     *  subscriptions this session registered when it revokes the token. */
+    async beforeLogout() {
+      try {
+        await disablePush(api);
+      } catch (error) {
+        console.warn("push not turned off", error);
+      }
+      items = null;
+      unread = 0;
+      render();
     },
     /** After a booking: offer the reminder on this phone, once, on the person's tap. In the
      *  booking screen under my appointments, not over the page. */

@@ -4,6 +4,7 @@
 
 const ASKED_KEY = "telemed.push.asked";
 const SUBSCRIBE_TIMEOUT_MS = 15000;
+const UNSUBSCRIBE_TIMEOUT_MS = 5000;
 
 /** Registers /sw.js (scope "/"); the app works the same without it. */
 export async function registerWorker() {
@@ -63,13 +64,19 @@ export async function enablePush(api) {
   }
 }
 
-/** Stops pushes on this device (unsubscribes and tells the server). */
+/**
+ * Stops pushes on this device: tells the server first (while the session works), then
+ * unsubscribes from the browser's push service. Chromium settles at once even when its push
+ * service fails (it drops the subscription locally and tells the service in the
+ * background: seen with GCM answering 503); the cap is for a browser that would wait.
+ */
 export async function disablePush(api) {
   const registration = await navigator.serviceWorker?.getRegistration("/");
   const subscription = await registration?.pushManager.getSubscription();
   if (!subscription) return;
   await api.delete("/me/push-subscriptions", { endpoint: subscription.endpoint }).catch(() => {});
-  await subscription.unsubscribe();
+  const gaveUp = new Promise((resolve) => setTimeout(() => resolve(false), UNSUBSCRIBE_TIMEOUT_MS));
+  await Promise.race([subscription.unsubscribe(), gaveUp]);
 }
 
 /** The state for the profile: "on", "off", "denied" or "unsupported". */
