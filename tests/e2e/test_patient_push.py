@@ -44,7 +44,8 @@ from sqlalchemy import select
 from test_urgent_flow import patient_reaches_home
 
 from telemed.models import PushSubscription
-from telemed.notify.webpush import topic_of
+from telemed.notify.base import OutboundMessage
+from telemed.notify.webpush import payload_of, topic_of
 from telemed.roles import Role
 
 READ_NOTIFICATIONS = """async () => {
@@ -231,6 +232,43 @@ async def test_installable_app_push_notification_click_notifications_list_and_lo
         await tid("notification-read").first.click()
         await expect(tid("notification").first).to_have_attribute("data-read", "true")
         await expect(tid("unread-count")).to_be_hidden()
+
+        # The DevTools protocol's own push (ServiceWorker.deliverPushMessage) reaches the same
+        # worker: the payload the server makes when the doctor calls shows what it says.
+        registrations: list[dict[str, Any]] = []
+        cdp.on(
+            "ServiceWorker.workerRegistrationUpdated",
+            lambda event: registrations.extend(event["registrations"]),
+        )
+        await cdp.send("ServiceWorker.enable")
+
+        async def app_registration() -> list[dict[str, Any]]:
+            return [r for r in registrations if r["scopeURL"] == f"{stage.url}/"]
+
+        (registration, *_) = await until(app_registration)
+        calling = OutboundMessage(
+            to=device.endpoint,
+            text="Врач ждёт вас на консультации.",
+            kind="push",
+            title="Врач на связи",
+            url="/#waiting",
+            idempotency_key="cdp-delivered",
+        )
+        await cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {
+                "origin": stage.url,
+                "registrationId": registration["registrationId"],
+                "data": payload_of(calling).decode(),
+            },
+        )
+        (shown_cdp,) = await until(lambda: page.evaluate(READ_NOTIFICATIONS))
+        assert shown_cdp["title"] == "Врач на связи"
+        assert shown_cdp["body"] == "Врач ждёт вас на консультации."
+        assert shown_cdp["tag"] == "cdp-delivered" and shown_cdp["data"] == {"url": "/#waiting"}
+        await worker.evaluate(
+            "self.registration.getNotifications().then(ns => ns.forEach(n => n.close()))"
+        )
 
         # Logging out: the page unsubscribes (Chromium tells GCM) and the server forgets
         # the device before the session ends; nothing is left to push to.
