@@ -30,8 +30,9 @@ from telemed.events import (
 )
 from telemed.models import Consultation
 from telemed.roles import Role
+from telemed.services.chat import Message
 from telemed.services.consultations import view_of
-from telemed.services.live_facts import facts_of
+from telemed.services.live_facts import Facts, facts_and_history, facts_of
 from telemed.services.queue import QueueItem
 
 log = logging.getLogger("telemed.signalling.publisher")
@@ -144,11 +145,15 @@ class Publisher:
                 if user_id is not None:
                     await self.out.to_user(user_id, "consultation:closed", closed)
         else:
-            await self.send_state(row)
+            facts, messages = None, None
+            joining = new_peer is not None and new_peer != old_peer
+            if joining:  # the new counterpart also needs the chat: one read for both
+                facts, messages = await facts_and_history(self.db, row)
+            await self.send_state(row, facts=facts)
             if old_peer is not None and old_peer != new_peer:
                 await self.send_left_state(row, old_peer)
-            if new_peer is not None and new_peer != old_peer:
-                await self.send_history(row.id, user_room(new_peer), 0)
+            if new_peer is not None and joining:
+                await self.send_history(row.id, user_room(new_peer), 0, messages)
         await self._queue_deltas(change, before, now_view)
 
     async def _queue_deltas(
@@ -179,12 +184,18 @@ class Publisher:
     # --- state, as each side sees it --------------------------------------------------------
 
     async def send_state(
-        self, row: Consultation, *, to_sid: str | None = None, patient: bool = True
+        self,
+        row: Consultation,
+        *,
+        to_sid: str | None = None,
+        patient: bool = True,
+        facts: Facts | None = None,
     ) -> None:
         """`consultation:state` to the patient and their counterpart, or to one socket
-        (`patient` says which side's view that socket gets)."""
+        (`patient` says which side's view that socket gets); `facts` when already read."""
         peer = counterpart_of(view_of(row))
-        facts = await facts_of(self.db, row)
+        if facts is None:
+            facts = await facts_of(self.db, row)
         now = self.clock.now()
         base = self.base_state(row, now.isoformat())
         if row.appointment_id is not None and facts.documents_required:
@@ -243,9 +254,13 @@ class Publisher:
             return None
         return place.position, place.estimated_wait_seconds
 
-    async def send_history(self, consultation_id: str, room: str, after: int) -> None:
-        """The chat of a consultation since `after`, to a socket or a user's room."""
-        messages = await self.chat.history(consultation_id, after)
+    async def send_history(
+        self, consultation_id: str, room: str, after: int, messages: list[Message] | None = None
+    ) -> None:
+        """The chat of a consultation since `after`, to a socket or a user's room;
+        `messages` when already read."""
+        if messages is None:
+            messages = await self.chat.history(consultation_id, after)
         await self.out.to_room(
             room,
             "chat:history",

@@ -29,6 +29,7 @@ from telemed.errors import ConsentRequired, TelemedError, Unauthorized
 from telemed.events import AccessEnded
 from telemed.roles import Role
 from telemed.services.consultations import view_of
+from telemed.services.live_entry import Entry, Opened, enter
 
 log = logging.getLogger("telemed.signalling.sessions")
 TOKEN_RECHECK = timedelta(seconds=60)
@@ -107,14 +108,17 @@ class Sessions:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        after = message_id_of(auth.get("last_message_id") if isinstance(auth, dict) else None)
+        services = self.services
         try:
-            caller = await self.services.auth.authenticate(
-                token if isinstance(token, str) else None
+            entry = await enter(
+                services.db, services.clock, token if isinstance(token, str) else None, after
             )
         except Unauthorized as exc:
             raise refused(exc) from None
-        if caller.role is Role.PATIENT and not await self.services.consent.accepted_at(caller.id):
+        if not entry.consented:
             raise refused(ConsentRequired())
+        caller = entry.caller
         participant = Participant(
             sid=sid,
             user_id=caller.id,
@@ -128,8 +132,7 @@ class Sessions:
         previous = self.presence.add(participant)  # this node's other sockets (one node)
         await self.sio.enter_room(sid, user_room(caller.id))
         await self._replace(previous)
-        after = auth.get("last_message_id") if isinstance(auth, dict) else None
-        self.spawn(self._welcome(participant, message_id_of(after), bool(previous)))
+        self.spawn(self._welcome(participant, entry, after, bool(previous)))
 
     async def _replace(self, sids: list[str]) -> None:
         """A newer connection of the same user took over: tell each old socket why and
@@ -142,7 +145,9 @@ class Sessions:
             )
             self.spawn(self.out.disconnect(old))
 
-    async def _welcome(self, who: Participant, last_message_id: int, took_over: bool) -> None:
+    async def _welcome(
+        self, who: Participant, entry: Entry, last_message_id: int, took_over: bool
+    ) -> None:
         """Replace the user's older socket on any node (claimed now that this one is
         connected, so a later one can disconnect it), then tell it its session and give
         back its open consultations. The counterpart hears `peer:rejoined` when a patient
@@ -165,13 +170,14 @@ class Sessions:
         )
         publisher = self._publisher()
         patient = who.role is Role.PATIENT
-        if patient:
+        away: set[str] = set()
+        opened = entry.opened
+        if entry.back:  # writes first (the away deadline, a booked one moved on), then reads
             away, rows = await services.consultations.patient_back(who.user_id)
-        else:
-            away, rows = set(), await services.consultations.open_for(who.user_id, who.role)
-        for row in rows:
-            await publisher.send_state(row, to_sid=who.sid, patient=patient)
-            await publisher.send_history(row.id, who.sid, last_message_id)
+            opened = [Opened(row, None, None) for row in rows]
+        for row, facts, messages in ((o.row, o.facts, o.messages) for o in opened):
+            await publisher.send_state(row, to_sid=who.sid, patient=patient, facts=facts)
+            await publisher.send_history(row.id, who.sid, last_message_id, messages)
             staff = counterpart_of(view_of(row))
             peer = staff if patient else row.patient_id
             told = {"consultation_id": row.id, "role": who.role.value}

@@ -494,18 +494,8 @@ class AuthService:
         """The caller behind a bearer token; Unauthorized if missing, unknown, expired, revoked."""
         if not token:
             raise Unauthorized()
-        now = self.clock.now()
         async with self.db.read() as session:
-            row = await session.scalar(
-                select(AuthToken).where(AuthToken.token_hash == token_digest(token))
-            )
-        if row is None or row.revoked_at is not None:
-            raise Unauthorized("The session is not valid; log in again.")
-        if row.expires_at <= now:
-            raise Unauthorized("The session has expired; log in again.")
-        return Caller(
-            role=Role(row.role), id=row.subject_id, token_id=row.id, expires_at=row.expires_at
-        )
+            return await caller_in(session, token, self.clock.now())
 
     async def logout(self, caller: Caller) -> None:
         """Revoke the caller's token at once; live sessions using it end, and the push
@@ -553,3 +543,17 @@ class AuthService:
             .where(AuthToken.id == token_id, AuthToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+
+
+async def caller_in(session: AsyncSession, token: str | None, now: datetime) -> Caller:
+    """AuthService.authenticate within a session the caller holds."""
+    if not token:
+        raise Unauthorized()
+    row = await session.scalar(select(AuthToken).where(AuthToken.token_hash == token_digest(token)))
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("The session is not valid; log in again.")
+    if row.expires_at <= now:
+        raise Unauthorized("The session has expired; log in again.")
+    return Caller(
+        role=Role(row.role), id=row.subject_id, token_id=row.id, expires_at=row.expires_at
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
 from telemed.db import Database
@@ -104,38 +105,45 @@ class ChatService:
     async def history(self, consultation_id: str, after_id: int = 0) -> list[Message]:
         """Messages after `after_id`, oldest first: what a (re)joining client missed."""
         async with self.db.read() as session:
-            rows = (
-                await session.scalars(
-                    select(ChatMessage)
-                    .where(
-                        ChatMessage.consultation_id == consultation_id,
-                        ChatMessage.id > after_id,
-                    )
-                    .order_by(ChatMessage.id)
-                    .limit(HISTORY_LIMIT)
-                )
-            ).all()
-            ids = [r.id for r in rows]
-            attached: dict[int, list[AttachedDocument]] = {}
-            if ids:
-                links = (
-                    await session.execute(
-                        select(ChatMessageDocument.message_id, Document)
-                        .join(Document, Document.id == ChatMessageDocument.document_id)
-                        .where(ChatMessageDocument.message_id.in_(ids))
-                    )
-                ).all()
-                for message_id, doc in links:
-                    attached.setdefault(message_id, []).append(_attached(doc))
-        return [
-            Message(
-                r.id,
-                r.consultation_id,
-                r.sender_role,
-                r.sender_id,
-                r.text,
-                r.created_at,
-                attached.get(r.id, []),
+            return await read_history(session, consultation_id, after_id)
+
+
+async def read_history(
+    session: AsyncSession, consultation_id: str, after_id: int = 0
+) -> list[Message]:
+    """ChatService.history within a session the caller holds (one read for a whole connect)."""
+    rows = (
+        await session.scalars(
+            select(ChatMessage)
+            .where(
+                ChatMessage.consultation_id == consultation_id,
+                ChatMessage.id > after_id,
             )
-            for r in rows
-        ]
+            .order_by(ChatMessage.id)
+            .limit(HISTORY_LIMIT)
+        )
+    ).all()
+    ids = [r.id for r in rows]
+    attached: dict[int, list[AttachedDocument]] = {}
+    if ids:
+        links = (
+            await session.execute(
+                select(ChatMessageDocument.message_id, Document)
+                .join(Document, Document.id == ChatMessageDocument.document_id)
+                .where(ChatMessageDocument.message_id.in_(ids))
+            )
+        ).all()
+        for message_id, doc in links:
+            attached.setdefault(message_id, []).append(_attached(doc))
+    return [
+        Message(
+            r.id,
+            r.consultation_id,
+            r.sender_role,
+            r.sender_id,
+            r.text,
+            r.created_at,
+            attached.get(r.id, []),
+        )
+        for r in rows
+    ]

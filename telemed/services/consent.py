@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
 from telemed.consent import consent_text, current_version, variant_for
@@ -31,16 +32,7 @@ class ConsentService:
     async def accepted_at(self, patient_id: str) -> datetime | None:
         """When the patient accepted the current version (and has not withdrawn), else None."""
         async with self.db.read() as session:
-            return await session.scalar(
-                select(ConsentRecord.accepted_at)
-                .where(
-                    ConsentRecord.patient_id == patient_id,
-                    ConsentRecord.version == current_version(),
-                    ConsentRecord.withdrawn_at.is_(None),
-                )
-                .order_by(ConsentRecord.accepted_at.desc())
-                .limit(1)
-            )
+            return await accepted_in(session, patient_id)
 
     async def accept(
         self, patient_id: str, version: str, client_addr: str, user_agent: str
@@ -94,3 +86,17 @@ class ConsentService:
             )
             # R-CONSENT-1: no service without consent, the live one included.
             record_event(session, AccessEnded(patient_id, EndReason.CONSENT_WITHDRAWN))
+
+
+async def accepted_in(session: AsyncSession, patient_id: str) -> datetime | None:
+    """ConsentService.accepted_at within a session the caller holds."""
+    return await session.scalar(
+        select(ConsentRecord.accepted_at)
+        .where(
+            ConsentRecord.patient_id == patient_id,
+            ConsentRecord.version == current_version(),
+            ConsentRecord.withdrawn_at.is_(None),
+        )
+        .order_by(ConsentRecord.accepted_at.desc())
+        .limit(1)
+    )

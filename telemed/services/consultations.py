@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from telemed.clock import Clock
 from telemed.config import RulesSettings
@@ -288,7 +289,8 @@ class ConsultationService:
             object_id=row.id,
             detail={"from": move.old.value, "to": move.new.value},
         )
-        await session.refresh(row)
+        for key, value in values.items():  # the row as saved, without reading it back
+            set_committed_value(row, key, value)
         change = Change(row, move, before)
         record_event(session, ConsultationChanged(change))
         if move.new in _WITH_STAFF and row.patient_away_since is not None:
@@ -474,22 +476,7 @@ class ConsultationService:
         """A patient's open consultations, or those a staff member is with now: what a
         (re)connecting client is given back."""
         async with self.db.read() as session:
-            if role is Role.PATIENT:
-                query = select(Consultation).where(
-                    Consultation.patient_id == user_id, Consultation.state != State.CLOSED.value
-                )
-            else:
-                query = select(Consultation).where(
-                    (
-                        (Consultation.state == State.WITH_CONSULTANT.value)
-                        & (Consultation.consultant_id == user_id)
-                    )
-                    | (
-                        (Consultation.state == State.WITH_DOCTOR.value)
-                        & (Consultation.doctor_id == user_id)
-                    )
-                )
-            return list((await session.scalars(query)).all())
+            return await open_in(session, user_id, role)
 
     async def patient_back(self, patient_id: str) -> tuple[set[str], list[Consultation]]:
         """The patient is connected again: their away deadline is cleared, and a booked
@@ -576,3 +563,23 @@ class ConsultationService:
             return await self.fire(consultation_id, Event.PATIENT_LEAVES, actor)
         event = patient_leg_end_event(consultant_online and row.consultant_id is not None)
         return await self.fire(consultation_id, event, actor)
+
+
+async def open_in(session: AsyncSession, user_id: str, role: Role) -> list[Consultation]:
+    """ConsultationService.open_for within a session the caller holds."""
+    if role is Role.PATIENT:
+        query = select(Consultation).where(
+            Consultation.patient_id == user_id, Consultation.state != State.CLOSED.value
+        )
+    else:
+        query = select(Consultation).where(
+            (
+                (Consultation.state == State.WITH_CONSULTANT.value)
+                & (Consultation.consultant_id == user_id)
+            )
+            | (
+                (Consultation.state == State.WITH_DOCTOR.value)
+                & (Consultation.doctor_id == user_id)
+            )
+        )
+    return list((await session.scalars(query)).all())

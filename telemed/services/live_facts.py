@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.consultation import counterpart_of
 from telemed.db import Database
 from telemed.models import Appointment, Consultation, ConsultationDocument, Patient, Staff
+from telemed.services.chat import Message, read_history
 from telemed.services.consultations import view_of
 from telemed.services.queue import booked_with
 
@@ -28,22 +30,33 @@ class Facts:
 
 
 async def facts_of(db: Database, row: Consultation) -> Facts:
-    staff_id = counterpart_of(view_of(row))
     async with db.read() as session:
-        patient = await session.get(Patient, row.patient_id)
-        staff = await session.get(Staff, staff_id) if staff_id else None
-        appointment = (
-            await session.get(Appointment, row.appointment_id) if row.appointment_id else None
+        return await read_facts(session, row)
+
+
+async def facts_and_history(
+    db: Database, row: Consultation, after_id: int = 0
+) -> tuple[Facts, list[Message]]:
+    """The facts and the chat since `after_id`, in one read: what a new counterpart needs."""
+    async with db.read() as session:
+        return await read_facts(session, row), await read_history(session, row.id, after_id)
+
+
+async def read_facts(session: AsyncSession, row: Consultation) -> Facts:
+    """facts_of within a session the caller holds (one read for a whole connect)."""
+    staff_id = counterpart_of(view_of(row))
+    patient = await session.get(Patient, row.patient_id)
+    staff = await session.get(Staff, staff_id) if staff_id else None
+    appointment = await session.get(Appointment, row.appointment_id) if row.appointment_id else None
+    doctor = await session.get(Staff, appointment.doctor_id) if appointment else None
+    missing = False
+    if appointment is not None and appointment.requires_documents:
+        added = await session.scalar(
+            select(ConsultationDocument.document_id)
+            .where(ConsultationDocument.consultation_id == row.id)
+            .limit(1)
         )
-        doctor = await session.get(Staff, appointment.doctor_id) if appointment else None
-        missing = False
-        if appointment is not None and appointment.requires_documents:
-            added = await session.scalar(
-                select(ConsultationDocument.document_id)
-                .where(ConsultationDocument.consultation_id == row.id)
-                .limit(1)
-            )
-            missing = added is None
+        missing = added is None
     return Facts(
         patient={"role": "patient", "name": patient.full_name} if patient else None,
         counterpart={"role": staff.role, "name": staff.full_name} if staff else None,

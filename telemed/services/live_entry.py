@@ -1,0 +1,74 @@
+"""What a connecting Socket.IO client is let in with, read at once.
+
+A connect asks several questions: who is behind the token, whether a patient has accepted
+the current consent, which consultations are open for them, and for each what its people
+are shown (names, the appointment) and the chat since the client's last message. Asked one
+read session each, that was five sessions per connect; here it is one, so a reconnect storm
+of 10,000 clients costs 10,000 reads of the database instead of 50,000 (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telemed.clock import Clock
+from telemed.consultation import State
+from telemed.db import Database
+from telemed.errors import Unauthorized
+from telemed.models import Consultation
+from telemed.roles import Role
+from telemed.services.auth import Caller, caller_in
+from telemed.services.chat import Message, read_history
+from telemed.services.consent import accepted_in
+from telemed.services.consultations import open_in
+from telemed.services.live_facts import Facts, read_facts
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An open consultation as the connecting client is given it back (`facts` and
+    `messages` None when they are to be read when sent)."""
+
+    row: Consultation
+    facts: Facts | None
+    messages: list[Message] | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Who connects, whether they may (a patient needs the current consent), and what is
+    open for them. A patient coming back to a consultation that waited for them
+    (`patient_back`: an away deadline to clear, a booked one to move on) gets `back=True`
+    and no `opened`: that path writes first, then reads afresh."""
+
+    caller: Caller
+    consented: bool
+    back: bool
+    opened: list[Opened]
+
+
+async def enter(db: Database, clock: Clock, token: str | None, last_message_id: int) -> Entry:
+    """A connect's answers in one read session; Unauthorized for a missing or bad token."""
+    if not token:
+        raise Unauthorized()
+    async with db.read() as session:
+        caller = await caller_in(session, token, clock.now())
+        patient = caller.role is Role.PATIENT
+        if patient and await accepted_in(session, caller.id) is None:
+            return Entry(caller, consented=False, back=False, opened=[])
+        rows = await open_in(session, caller.id, caller.role)
+        if patient and any(_waited_for(row) for row in rows):
+            return Entry(caller, consented=True, back=True, opened=[])
+        opened = [
+            Opened(
+                row,
+                await read_facts(session, row),
+                await read_history(session, row.id, last_message_id),
+            )
+            for row in rows
+        ]
+    return Entry(caller, consented=True, back=False, opened=opened)
+
+
+def _waited_for(row: Consultation) -> bool:
+    return row.patient_away_since is not None or row.state == State.WAITING_PATIENT.value
