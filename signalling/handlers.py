@@ -92,6 +92,7 @@ class Handlers:
         self.sio.on("disconnect", self.sessions.on_disconnect)
         self.sio.on("*", metrics.observed("unknown", self.unknown))
         self.sio.on_reserved = metrics.observed("unknown", self.reserved)
+        self.sio.on_binary = metrics.observed("unknown", self.binary)
         self._event("consultation:start", schemas.Start, {Role.PATIENT}, self.start_consultation)
         self._event("consultation:leave", schemas.ConsultationRef, {Role.PATIENT}, self.leave)
         self._event("queue:watch", schemas.Empty, WATCHERS, self.watch_queue)
@@ -152,6 +153,10 @@ class Handlers:
     async def reserved(self, event: str, sid: str) -> Ack:
         """`connect`, `disconnect` and the library's other names, sent by a client."""
         return error_ack(UnknownEvent(f'"{event}" is reserved; it is not a client event.'))
+
+    async def binary(self, sid: str) -> Ack:
+        """A Socket.IO binary event: every telemed event is JSON (documents go over REST)."""
+        return error_ack(BadRequest("Binary payloads are not accepted; send JSON."))
 
     # --- patient events -----------------------------------------------------------------
 

@@ -25,13 +25,14 @@ from signalling.participants import ParticipantsCache
 from signalling.presence import Participant
 from signalling.publisher import Publisher
 from signalling.sessions import Sessions
-from signalling.transport import StrictServer, Transport
+from signalling.transport import StrictServer, TextPacket, Transport
 from telemed.config import Settings
 from telemed.context import SERVICES, Services
 from telemed.events import AccessEnded, DomainEvent
 from telemed.services.places import PlaceNotifier
 
 log = logging.getLogger("telemed.signalling")
+PARTICIPANTS_TTL = 30.0  # seconds an entry of the relay's participants cache may live
 
 
 class Signalling:
@@ -54,6 +55,7 @@ class Signalling:
             logger=False,
             engineio_logger=False,
             json=OrjsonCodec,
+            serializer=TextPacket,  # JSON only: no payload walked for bytes (transport.py)
             # One socket's events run one after another, in order, without a task each:
             # signals of a connection arrive as sent, and a burst costs no task churn.
             async_handlers=False,
@@ -62,7 +64,8 @@ class Signalling:
         drain_on_shutdown(app, self.sio)  # a stopping node sends its clients elsewhere
         self.presence = self.cluster.presence
         self.transport = Transport(self.sio)
-        self._participants = ParticipantsCache()
+        # Several nodes: a lost Redis notice heals within the lifetime; one node hears all.
+        self._participants = ParticipantsCache(ttl=PARTICIPANTS_TTL if settings.redis.url else None)
         self._publisher: Publisher | None = None
         self.places: PlaceNotifier | None = None
         self._tasks: set[asyncio.Task[None]] = set()

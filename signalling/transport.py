@@ -5,6 +5,11 @@ python-socketio dispatches a client frame `42["disconnect",{}]` to the server's 
 `disconnect` handler (and `connect` likewise), so a client could mark itself away while
 staying connected, or switch identities. `StrictServer` answers such frames, and every
 other name the library reserves, as unknown events.
+
+telemed's events are JSON only. Socket.IO's binary events (packet types 5 and 6, whose
+attachments follow as separate frames) are refused with `bad_request`, and so packets
+never carry bytes: `TextPacket` spares python-socketio's walk through every payload
+looking for them (on each relayed SDP, a twentieth of the relay's CPU).
 """
 
 from __future__ import annotations
@@ -37,10 +42,38 @@ def doctor_queue_room(doctor_id: str) -> str:
     return f"qd:{doctor_id}"
 
 
+BINARY_PACKETS = (str(packet.BINARY_EVENT), str(packet.BINARY_ACK))
+
+
+class TextPacket(packet.Packet):  # type: ignore[misc]
+    """A Socket.IO packet that never looks for binary attachments (none are accepted)."""
+
+    uses_binary_events = False
+
+
 class StrictServer(socketio.AsyncServer):  # type: ignore[misc]
-    """An AsyncServer whose client events never reach the handlers of reserved names."""
+    """An AsyncServer whose client events never reach the handlers of reserved names,
+    and which takes no binary events. Pass `serializer=TextPacket`."""
 
     on_reserved: Any = None  # async (event, sid, id) -> None, set by the handlers
+    on_binary: Any = None  # async (sid) -> ack, set by the handlers
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not isinstance(data, str):
+            return  # an attachment frame of a refused binary event
+        if data[:1] in BINARY_PACKETS:
+            await self._refuse_binary(eio_sid, data)
+            return
+        await super()._handle_eio_message(eio_sid, data)
+
+    async def _refuse_binary(self, eio_sid: str, data: str) -> None:
+        header = packet.Packet(encoded_packet=data)  # namespace and ack id; no attachments
+        sid = self.manager.sid_from_eio_sid(eio_sid, header.namespace or "/")
+        if self.on_binary is None or sid is None or header.id is None:
+            return
+        ack = await self.on_binary(sid)
+        reply = self.packet_class(packet.ACK, namespace=header.namespace, id=header.id, data=[ack])
+        await self._send_packet(eio_sid, reply)
 
     async def _handle_event(self, eio_sid: str, namespace: str, id: Any, data: Any) -> None:
         name = data[0] if isinstance(data, list) and data else None

@@ -131,6 +131,21 @@ async def test_an_expired_token_ends_the_live_session_at_its_expiry(live: Any) -
     await ended(patient, "expired")
 
 
+async def test_binary_events_are_refused_and_never_dispatched(live: Any) -> None:
+    """Every telemed event is JSON: a Socket.IO binary event (bytes in the payload, sent as
+    attachments) is answered bad_request and reaches no handler; the socket stays usable."""
+    app: Running = live.running
+    consultant = await live.join((await staff_token(app, Role.CONSULTANT))[0], "consultant")
+    patient = await live.join(await patient_token(app, "+79161234567"), "patient")
+    cid = (await patient.ok("consultation:start", {"channel": "chat"}))["consultation_id"]
+    await consultant.ok("consultation:accept", {"consultation_id": cid})
+    ack = await patient.call("chat:send", {"consultation_id": cid, "text": b"hello"})
+    assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+    await patient.ok("chat:send", {"consultation_id": cid, "text": "hello"})
+    said = await consultant.wait("chat:message")
+    assert said["text"] == "hello" and consultant.events("chat:message") == [said]
+
+
 @pytest.mark.parametrize("name", ["disconnect", "connect", "connect_error", "message"])
 async def test_client_frames_with_reserved_names_are_unknown_events(live: Any, name: str) -> None:
     """A raw `42["disconnect",{}]` must not run the server's own handler: the patient stays
