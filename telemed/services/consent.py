@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -13,7 +13,7 @@ from telemed.db import Database
 from telemed.errors import Conflict
 from telemed.events import AccessEnded, EndReason
 from telemed.events import record as record_event
-from telemed.models import ConsentRecord, Patient
+from telemed.models import ConsentRecord, Patient, PushSubscription
 from telemed.roles import Role
 from telemed.services.audit import Who, record
 from telemed.services.insured import local_today
@@ -68,13 +68,18 @@ class ConsentService:
         return rec
 
     async def withdraw(self, patient_id: str, client_addr: str) -> None:
-        """Withdraw every acceptance; from now on services answer consent_required."""
+        """Withdraw every acceptance; from now on services answer consent_required, and the
+        patient's devices get no more pushes (their subscriptions are data kept under the
+        consent; a new acceptance and the profile's switch turn them on again)."""
         now = self.clock.now()
         async with self.db.write() as session:
             await session.execute(
                 update(ConsentRecord)
                 .where(ConsentRecord.patient_id == patient_id, ConsentRecord.withdrawn_at.is_(None))
                 .values(withdrawn_at=now)
+            )
+            await session.execute(
+                delete(PushSubscription).where(PushSubscription.patient_id == patient_id)
             )
             record(
                 session,

@@ -397,3 +397,20 @@ async def test_a_logout_after_switching_to_a_child_on_the_same_phone_drops_the_p
     assert out.status == 204
     async with clinic.app.services.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(PushSubscription)) == 0
+
+
+async def test_a_consent_withdrawal_drops_every_device_of_the_patient(
+    clinic: Clinic, pushes: PushService
+) -> None:
+    """R-CONSENT-1: a withdrawal stops every service; the devices' subscriptions are data
+    kept under the consent, so all of them go and nothing more is pushed to them."""
+    token = await clinic.patient()
+    clinic.app.clock.advance(timedelta(seconds=61))
+    other_session = await clinic.patient()
+    phone, laptop = pushes.device(), pushes.device()
+    await subscribe(clinic, token, phone)
+    await subscribe(clinic, other_session, laptop)
+    out = await clinic.app.client.delete("/api/v1/me/consent", headers=bearer(token))
+    assert out.status == 204, await out.text()
+    async with clinic.app.services.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(PushSubscription)) == 0
