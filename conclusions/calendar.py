@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conclusions.service import Status
+from telemed.appointment import AppointmentState
 from telemed.consultation import CloseReason, State
 from telemed.db import Database
 from telemed.errors import NotFound, TelemedError
@@ -37,7 +38,7 @@ from telemed.models import (
 DEFAULT_PAST = timedelta(days=31)
 DEFAULT_FUTURE = timedelta(days=92)
 MAX_WINDOW = timedelta(days=400)
-SHOWN_APPOINTMENT_STATES = ("booked", "cancelled")
+SHOWN_APPOINTMENT_STATES = (AppointmentState.BOOKED.value, AppointmentState.CANCELLED.value)
 RECORDS_LIMIT = 500
 
 _ROLE_TITLES = {
@@ -163,7 +164,7 @@ def consultation_title(kind: str, channel: str, close_reason: str | None, conclu
 def appointment_event(row: Appointment, doctor_role: str, zone: ZoneInfo) -> Event:
     """An appointment; cancelling it bumps the iCalendar SEQUENCE (nothing else changes it),
     so its last change is the cancellation, else the booking."""
-    cancelled = row.state == "cancelled"
+    cancelled = row.state == AppointmentState.CANCELLED
     return Event(
         type="appointment",
         uid=f"appointment-{row.id}@telemed",

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
+from telemed.appointment import AppointmentEvent, AppointmentState, move_of
 from telemed.clock import Clock
 from telemed.config import Settings
 from telemed.consultation import SYSTEM_ACTOR, Event, State
@@ -116,11 +117,14 @@ class DueWork:
             candidates = [
                 await session.scalar(
                     select(func.min(Appointment.remind_at)).where(
-                        Appointment.state == "booked", Appointment.reminded_at.is_(None)
+                        Appointment.state == AppointmentState.BOOKED.value,
+                        Appointment.reminded_at.is_(None),
                     )
                 ),
                 await session.scalar(
-                    select(func.min(Appointment.starts_at)).where(Appointment.state == "booked")
+                    select(func.min(Appointment.starts_at)).where(
+                        Appointment.state == AppointmentState.BOOKED.value
+                    )
                 ),
                 await session.scalar(
                     select(func.min(Consultation.no_show_at)).where(
@@ -164,7 +168,7 @@ class DueWork:
             due = (
                 select(Appointment.id)
                 .where(
-                    Appointment.state == "booked",
+                    Appointment.state == AppointmentState.BOOKED.value,
                     Appointment.reminded_at.is_(None),
                     Appointment.remind_at <= due_by,
                 )
@@ -225,7 +229,10 @@ class DueWork:
             rows = (
                 await session.execute(
                     select(Appointment.id, Appointment.patient_id)
-                    .where(Appointment.state == "booked", Appointment.starts_at <= now)
+                    .where(
+                        Appointment.state == AppointmentState.BOOKED.value,
+                        Appointment.starts_at <= now,
+                    )
                     .order_by(Appointment.starts_at)
                     .limit(self.batch)
                 )
@@ -263,10 +270,13 @@ class DueWork:
             booked_by = None
             async with self.db.write() as session:
                 if appointment_id:
+                    came_from, no_show = move_of(AppointmentEvent.NO_SHOW)
                     await session.execute(
                         update(Appointment)
-                        .where(Appointment.id == appointment_id)
-                        .values(state="no_show")
+                        .where(
+                            Appointment.id == appointment_id, Appointment.state == came_from.value
+                        )
+                        .values(state=no_show.value)
                     )
                     booked_by = await session.scalar(
                         select(Appointment.booked_by).where(Appointment.id == appointment_id)

@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
 
+from telemed.appointment import AppointmentEvent, AppointmentState, decide, move_of
 from telemed.clock import Clock
 from telemed.config import RulesSettings
 from telemed.consultation import Channel, Kind
 from telemed.db import Database
-from telemed.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from telemed.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from telemed.events import DeadlineSet, StaffMessage, UserMessage
 from telemed.events import record as record_event
 from telemed.models import Appointment, Notification, Patient, Slot, Staff, WorkingHours
@@ -321,7 +322,7 @@ class AppointmentService:
                 kind=kind.value,
                 requires_documents=requires_documents,
                 notify_via=notify_via,
-                state="booked",
+                state=AppointmentState.BOOKED.value,
                 remind_at=slot.starts_at - self.rules.remind_before,
                 created_at=now,
                 slot_id=slot.id,
@@ -377,14 +378,21 @@ class AppointmentService:
                 raise NotFound("No such appointment.")
             if role is not Role.PATIENT and role not in {Role.CONSULTANT, Role.ADMIN}:
                 raise Forbidden()
-            if appointment.state == "cancelled":
-                return appointment
-            if appointment.state != "booked" or appointment.starts_at <= now:
+            if appointment.state == AppointmentState.CANCELLED:
+                return appointment  # cancelling twice is cancelling once
+            if appointment.starts_at <= now:
                 raise AlreadyStarted()
+            try:
+                cancelled = decide(appointment.id, appointment.state, AppointmentEvent.CANCEL, role)
+            except InvalidState:
+                raise AlreadyStarted() from None
             done = await session.execute(
                 update(Appointment)
-                .where(Appointment.id == appointment.id, Appointment.state == "booked")
-                .values(state="cancelled", cancelled_at=now)
+                .where(
+                    Appointment.id == appointment.id,
+                    Appointment.state == move_of(AppointmentEvent.CANCEL)[0].value,
+                )
+                .values(state=cancelled.value, cancelled_at=now)
             )
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 raise AlreadyStarted()

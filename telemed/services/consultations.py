@@ -17,6 +17,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from telemed.appointment import AppointmentEvent, move_of
+from telemed.appointment import decide as decide_appointment
 from telemed.clock import Clock
 from telemed.config import RulesSettings
 from telemed.consultation import (
@@ -159,8 +161,12 @@ class ConsultationService:
                 assert existing is not None
                 record_event(session, ConsultationChanged(Change(existing, None)))
                 return Change(existing, None)
-            if appointment.state != "booked":
-                raise InvalidState(f"The appointment is {appointment.state}.")
+            started = decide_appointment(
+                appointment.id,
+                appointment.state,
+                AppointmentEvent.OPEN,
+                Role.PATIENT if by_patient else Role.SYSTEM,
+            )
             if now < appointment.starts_at - self.rules.remind_before:
                 raise TooEarly(starts_at=appointment.starts_at.isoformat())
             present = patient_online or by_patient is not None
@@ -184,8 +190,11 @@ class ConsultationService:
             await session.flush()
             opened = await session.execute(
                 update(Appointment)
-                .where(Appointment.id == appointment.id, Appointment.state == "booked")
-                .values(state="started", started_at=now, consultation_id=row.id)
+                .where(
+                    Appointment.id == appointment.id,
+                    Appointment.state == move_of(AppointmentEvent.OPEN)[0].value,
+                )
+                .values(state=started.value, started_at=now, consultation_id=row.id)
             )
             if opened.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict("The appointment changed meanwhile; reload it.")
