@@ -30,11 +30,3 @@ class OrjsonCodec:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             return json.loads(data)
-
-
-def encoded_size(data: Any) -> int:
-    """The size of a payload as JSON, in bytes (for `signalling.max_event_bytes`)."""
-    try:
-        return len(orjson.dumps(data))
-    except TypeError:
-        return len(json.dumps(data, separators=(",", ":")).encode())

@@ -14,7 +14,6 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from signalling import schemas
-from signalling.codec import encoded_size
 from signalling.participants import ParticipantsCache
 from signalling.presence import Participant, Presence
 from signalling.publisher import Publisher, queue_item
@@ -93,6 +92,7 @@ class Handlers:
         self.sio.on("*", metrics.observed("unknown", self.unknown))
         self.sio.on_reserved = metrics.observed("unknown", self.reserved)
         self.sio.on_binary = metrics.observed("unknown", self.binary)
+        self.sio.on_too_large = metrics.observed("unknown", self.too_large)
         self._event("consultation:start", schemas.Start, {Role.PATIENT}, self.start_consultation)
         self._event("consultation:leave", schemas.ConsultationRef, {Role.PATIENT}, self.leave)
         self._event("queue:watch", schemas.Empty, WATCHERS, self.watch_queue)
@@ -135,14 +135,7 @@ class Handlers:
             data = {}
         if not isinstance(data, dict):
             raise BadRequest("The event payload must be a JSON object.")
-        try:
-            size = encoded_size(data)
-        except TypeError:
-            raise BadRequest("The event payload is not JSON.") from None
-        limit = self.services.settings.signalling.max_event_bytes
-        if size > limit:
-            raise PayloadTooLarge(limit_bytes=limit)
-        try:
+        try:  # its size was checked on the frame (StrictServer), before it was decoded
             return schema.model_validate(data)
         except ValidationError as exc:
             raise validation_failed(exc) from None
@@ -153,6 +146,13 @@ class Handlers:
     async def reserved(self, event: str, sid: str) -> Ack:
         """`connect`, `disconnect` and the library's other names, sent by a client."""
         return error_ack(UnknownEvent(f'"{event}" is reserved; it is not a client event.'))
+
+    def _max_event_bytes(self) -> int:
+        return self.services.settings.signalling.max_event_bytes
+
+    async def too_large(self, sid: str) -> Ack:
+        """An event frame over `signalling.max_event_bytes`, refused before decoding."""
+        return error_ack(PayloadTooLarge(limit_bytes=self._max_event_bytes()))
 
     async def binary(self, sid: str) -> Ack:
         """A Socket.IO binary event: every telemed event is JSON (documents go over REST)."""

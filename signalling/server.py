@@ -60,6 +60,7 @@ class Signalling:
             # signals of a connection arrive as sent, and a burst costs no task churn.
             async_handlers=False,
         )
+        self.sio.max_event_bytes = s.max_event_bytes  # refused from the frame's length
         self.sio.attach(app)
         drain_on_shutdown(app, self.sio)  # a stopping node sends its clients elsewhere
         self.presence = self.cluster.presence

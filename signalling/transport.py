@@ -9,7 +9,9 @@ other name the library reserves, as unknown events.
 telemed's events are JSON only. Socket.IO's binary events (packet types 5 and 6, whose
 attachments follow as separate frames) are refused with `bad_request`, and so packets
 never carry bytes: `TextPacket` spares python-socketio's walk through every payload
-looking for them (on each relayed SDP, a twentieth of the relay's CPU).
+looking for them (on each relayed SDP, a twentieth of the relay's CPU). An event frame
+over `signalling.max_event_bytes` is answered `payload_too_large` from its length before
+it is decoded, so no payload is serialised again to be measured.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def doctor_queue_room(doctor_id: str) -> str:
 
 
 BINARY_PACKETS = (str(packet.BINARY_EVENT), str(packet.BINARY_ACK))
+EVENT_PACKET = str(packet.EVENT)
 
 
 class TextPacket(packet.Packet):  # type: ignore[misc]
@@ -57,21 +60,29 @@ class StrictServer(socketio.AsyncServer):  # type: ignore[misc]
 
     on_reserved: Any = None  # async (event, sid, id) -> None, set by the handlers
     on_binary: Any = None  # async (sid) -> ack, set by the handlers
+    on_too_large: Any = None  # async (sid) -> ack, set by the handlers
+    max_event_bytes: int | None = None  # signalling.max_event_bytes, set by the handlers
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not isinstance(data, str):
             return  # an attachment frame of a refused binary event
-        if data[:1] in BINARY_PACKETS:
-            await self._refuse_binary(eio_sid, data)
+        kind = data[:1]
+        if kind in BINARY_PACKETS:
+            await self._refuse(eio_sid, data, self.on_binary)
+            return
+        limit = self.max_event_bytes
+        if kind == EVENT_PACKET and limit is not None and over_limit(data, limit):
+            await self._refuse(eio_sid, data, self.on_too_large)
             return
         await super()._handle_eio_message(eio_sid, data)
 
-    async def _refuse_binary(self, eio_sid: str, data: str) -> None:
-        header = packet.Packet(encoded_packet=data)  # namespace and ack id; no attachments
+    async def _refuse(self, eio_sid: str, data: str, answer: Any) -> None:
+        """Answer a frame no handler gets, when it asked for an ack."""
+        header = packet.Packet(encoded_packet=data)  # namespace and ack id
         sid = self.manager.sid_from_eio_sid(eio_sid, header.namespace or "/")
-        if self.on_binary is None or sid is None or header.id is None:
+        if answer is None or sid is None or header.id is None:
             return
-        ack = await self.on_binary(sid)
+        ack = await answer(sid)
         reply = self.packet_class(packet.ACK, namespace=header.namespace, id=header.id, data=[ack])
         await self._send_packet(eio_sid, reply)
 
@@ -87,6 +98,16 @@ class StrictServer(socketio.AsyncServer):  # type: ignore[misc]
         if id is not None:
             reply = self.packet_class(packet.ACK, namespace=namespace, id=id, data=[ack])
             await self._send_packet(eio_sid, reply)
+
+
+def over_limit(frame: str, limit: int) -> bool:
+    """Whether a text frame is over `limit` bytes as UTF-8, mostly without encoding it (a
+    frame is never fewer bytes than characters, nor more than four per character)."""
+    if len(frame) > limit:
+        return True
+    if len(frame) * 4 <= limit:
+        return False
+    return len(frame.encode("utf-8", "surrogatepass")) > limit
 
 
 class Transport:
