@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from signalling import schemas
 from signalling.codec import encoded_size
+from signalling.ice import ice_expiry, ice_servers
 from signalling.participants import ParticipantsCache
 from signalling.presence import Participant, Presence
 from signalling.publisher import Publisher, queue_item
@@ -102,6 +103,7 @@ class Handlers:
         self._event("signal", schemas.Signal, EVERYONE, self.relay_signal)
         self._event("chat:send", schemas.ChatSend, EVERYONE, self.send_chat)
         self._event("chat:history", schemas.ChatHistory, EVERYONE, self.chat_history)
+        self._event("ice:renew", schemas.Empty, EVERYONE, self.renew_ice)
 
     def _event(
         self,
@@ -152,6 +154,16 @@ class Handlers:
     async def reserved(self, event: str, sid: str) -> Ack:
         """`connect`, `disconnect` and the library's other names, sent by a client."""
         return error_ack(UnknownEvent(f'"{event}" is reserved; it is not a client event.'))
+
+    async def renew_ice(self, who: Participant, p: schemas.Empty) -> Ack:
+        """Fresh ICE servers (new TURN credentials) for a call that outlives the old ones."""
+        settings = self.services.settings.signalling
+        now = self.services.clock.now()
+        expires = ice_expiry(settings, now)
+        return {
+            "ice_servers": ice_servers(settings, who.user_id, now),
+            "expires_at": expires.isoformat() if expires else None,
+        }
 
     # --- patient events -----------------------------------------------------------------
 
