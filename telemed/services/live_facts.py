@@ -11,7 +11,14 @@ from sqlalchemy import select
 
 from telemed.consultation import counterpart_of
 from telemed.db import Database
-from telemed.models import Appointment, Consultation, ConsultationDocument, Patient, Staff
+from telemed.models import (
+    Appointment,
+    Consultation,
+    ConsultationDocument,
+    ConsultationLeg,
+    Patient,
+    Staff,
+)
 from telemed.services.consultations import view_of
 from telemed.services.queue import booked_with
 
@@ -25,6 +32,7 @@ class Facts:
     counterpart: dict[str, Any] | None
     appointment: dict[str, object] | None
     documents_required: bool
+    leg_id: str | None = None  # the open leg (who is with the patient now), if any
 
 
 async def facts_of(db: Database, row: Consultation) -> Facts:
@@ -44,9 +52,19 @@ async def facts_of(db: Database, row: Consultation) -> Facts:
                 .limit(1)
             )
             missing = added is None
+        leg_id = (
+            await session.scalar(
+                select(ConsultationLeg.id).where(
+                    ConsultationLeg.consultation_id == row.id, ConsultationLeg.ended_at.is_(None)
+                )
+            )
+            if staff_id
+            else None
+        )
     return Facts(
         patient={"role": "patient", "name": patient.full_name} if patient else None,
         counterpart={"role": staff.role, "name": staff.full_name} if staff else None,
         appointment=booked_with(appointment, doctor),
         documents_required=missing,
+        leg_id=leg_id,
     )
