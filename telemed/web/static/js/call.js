@@ -377,6 +377,8 @@ export function mountCall(
           qualityLine.hidden = false;
           qualityLine.textContent = describe(sample, tr);
           qualityLine.dataset.path = sample.path;
+          qualityLine.dataset.relayProtocol = sample.relayProtocol || "";
+          qualityLine.dataset.pair = `${sample.local}-${sample.remote}`;
           qualityLine.dataset.level = level(sample);
           qualityLine.dataset.rtt = String(Math.round(sample.rttMs ?? -1));
           qualityLine.dataset.loss = (sample.lossPercent || 0).toFixed(2);
