@@ -2,7 +2,7 @@
 the staff's side (S) each reach a middle namespace (R) holding the TURN server and the app,
 and R routes between them, but nftables drops everything R would forward from P to S or
 back, so the browsers can only meet through the relay. Rules can also drop UDP to the
-TURN port (only TCP to the relay) and shape a side's link with `tc netem` (loss).
+relay (only TCP to it) and drop a share of a side's packets at random (a lossy link).
 
     P 10.77.1.2 ──veth── 10.77.1.1 R 10.77.2.1 ──veth── 10.77.2.2 S
                                10.77.0.1 (lo): coturn
@@ -53,10 +53,16 @@ class BlockedNet:
             "ip", "daddr", RELAY_ADDR, "meta", "l4proto", "udp", "drop",
         )  # fmt: skip
 
-    def shape_patient_link(self, netem: str) -> None:
-        """`tc netem` (e.g. "loss 5%") on the patient's link, both directions."""
-        for ns, dev in ((self.patient, "vr"), (self.relay, "vp0")):
-            _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", *netem.split())
+    def lossy_patient_link(self, percent: int) -> None:
+        """Drop `percent` % of the UDP packets on the patient's link, each way, at random.
+        (This is what `tc qdisc ... netem loss 5%` does; this machine's kernel has no
+        netem, so nftables' random numbers drop them.)"""
+        self.nft("add chain inet telemed output { type filter hook output priority 0 ; }")
+        for chain, side in (("input", "iifname"), ("output", "oifname")):
+            self.nft(
+                "add", "rule", "inet", "telemed", chain, side, "vp0", "meta", "l4proto", "udp",
+                "numgen", "random", "mod", "100", "lt", str(percent), "drop",
+            )  # fmt: skip
 
     def listen_in(self, namespace: str) -> socket.socket:
         """A listening TCP socket on 127.0.0.1 inside `namespace` for the app to serve."""

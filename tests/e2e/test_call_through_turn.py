@@ -217,3 +217,34 @@ async def test_with_coturn_stopped_the_page_says_in_20_s_that_the_call_cannot_co
         await expect(p.get_by_test_id("call-state")).to_contain_text("TURN")
         await expect(p.locator("#call-hotline")).to_be_visible(timeout=WAIT)
         await expect(p.locator("#call-hotline")).to_contain_text("8 (800)")
+
+
+async def test_a_lossy_link_shows_as_loss_in_the_consoles_quality_summary(
+    start_app: Callable[..., Any],
+    sqlite_url: str,
+    tmp_path: Path,
+    net: BlockedNet,
+    coturn: Coturn,
+) -> None:
+    """The patient's link drops 5 % of packets each way (what `tc netem loss 5%` does;
+    nftables here, the kernel has no netem): the call still goes
+    through the relay, and the leg's summary both sides send shows the loss in the
+    console (and is stored for the leg)."""
+    net.lossy_patient_link(5)
+    async with two_sides(start_app, sqlite_url, tmp_path, net, coturn) as sides:
+        c, p = await urgent_call_accepted(sides)
+        await connected_through_the_relay(c, p, None)
+        legs = c.get_by_test_id("quality-leg")
+        for reporter in ("consultant", "patient"):
+            mine = legs.and_(c.locator(f'[data-reporter="{reporter}"]'))
+            await expect(mine).to_have_count(1, timeout=60_000)
+            await expect(mine).to_have_attribute("data-path", "relay")
+        await expect(legs.first).to_contain_text("TURN")
+        losses = {
+            await leg.get_attribute("data-reporter"): float(
+                await leg.get_attribute("data-loss") or 0
+            )
+            for leg in await legs.all()
+        }
+    print("loss seen by each side (%):", losses)  # about 5 % of what each side received
+    assert all(1.0 <= loss <= 15.0 for loss in losses.values()), losses
