@@ -9,6 +9,7 @@ cannot connect and why, with the hotline (R-URG-1, R-FALLBACK-1)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -95,12 +96,20 @@ async def serve_in(stage: Stage, net: BlockedNet, namespace: str) -> tuple[Stage
 
 @asynccontextmanager
 async def two_sides(
-    start_app: Callable[..., Any], sqlite_url: str, tmp_path: Path, net: BlockedNet, coturn: Coturn
+    start_app: Callable[..., Any],
+    sqlite_url: str,
+    tmp_path: Path,
+    net: BlockedNet,
+    coturn: Coturn,
+    ttl: str = "1h",
 ) -> AsyncIterator[Sides]:
     """The app with TURN = this coturn; the patient's Chromium in P (a phone), the
     consultant's in S (a desk); the patient has passed a connection check before."""
     stage = await open_stage(
-        start_app, sqlite_url, tmp_path, signalling={"turn": coturn.turn_settings("udp", "tcp")}
+        start_app,
+        sqlite_url,
+        tmp_path,
+        signalling={"turn": coturn.turn_settings("udp", "tcp", ttl=ttl)},
     )
     await stage.add_patients(ADULT)
     await stage.add_staff(Role.CONSULTANT, "anna", "Анна Консультант")
@@ -139,7 +148,9 @@ async def passed_check_before(stage: Stage) -> None:
     await save_check(svc.db, svc.clock, patient_id, "video", verdict, "ru", None)
 
 
-async def urgent_call_accepted(sides: Sides) -> tuple[Page, Page]:
+async def urgent_call_accepted(
+    sides: Sides, before_accept: Callable[[], None] = lambda: None
+) -> tuple[Page, Page]:
     """The patient starts an urgent video consultation; the consultant accepts it."""
     c, p = sides.consultant.page, sides.patient.page
     await login_staff(c, sides.staff_stage.url, "anna")
@@ -151,6 +162,7 @@ async def urgent_call_accepted(sides: Sides) -> tuple[Page, Page]:
     await expect(p.get_by_test_id("queue-position")).to_be_visible(timeout=WAIT)
     item = c.get_by_test_id("queue-item")
     await expect(item).to_have_count(1, timeout=WAIT)
+    before_accept()
     await item.get_by_test_id("accept").click()
     return c, p
 
@@ -248,3 +260,43 @@ async def test_a_lossy_link_shows_as_loss_in_the_consoles_quality_summary(
         }
     print("loss seen by each side (%):", losses)  # about 5 % of what each side received
     assert all(1.0 <= loss <= 15.0 for loss in losses.values()), losses
+
+
+def allocated_users(coturn: Coturn) -> set[str]:
+    """The TURN usernames (`expiry:user`) coturn allocated a relay for."""
+    return set(
+        re.findall(
+            r"user <([^>]+)>: incoming packet ALLOCATE processed, success", coturn.log_text()
+        )
+    )
+
+
+async def test_a_relayed_call_renews_its_turn_credentials_before_they_expire_and_stays_up(
+    start_app: Callable[..., Any],
+    sqlite_url: str,
+    tmp_path: Path,
+    net: BlockedNet,
+    coturn: Coturn,
+    clock: ManualClock,
+) -> None:
+    """With `signalling.turn.ttl` 60 s, each page asks `ice:renew` before its credentials
+    end, restarts ICE with the fresh ones (the call goes through the relay), and coturn
+    allocates again for the new username; the call stays up through the relay."""
+    async with two_sides(start_app, sqlite_url, tmp_path, net, coturn, ttl="60s") as sides:
+        c, p = await urgent_call_accepted(sides, lambda: clock.set(datetime.now(UTC)))
+        await connected_through_the_relay(c, p, None)
+        before = allocated_users(coturn)
+        clock.set(datetime.now(UTC))  # the renewals mint credentials from now on
+        async with p.expect_console_message(
+            lambda m: "ICE restart with renewed TURN credentials" in m.text, timeout=90_000
+        ):
+            pass
+        await expect(p.get_by_test_id("call-state")).to_have_attribute(
+            "data-state", "connected", timeout=WAIT
+        )
+        await expect(p.get_by_test_id("call-quality")).to_have_attribute("data-path", "relay")
+        await video_flowing(p)
+        renewed = allocated_users(coturn) - before
+        assert renewed, coturn.log_text()[-2000:]
+        newest = max(int(u.split(":")[0]) for u in renewed)
+        assert newest > max(int(u.split(":")[0]) for u in before)
