@@ -67,7 +67,7 @@ def register(api: Api) -> None:
             freezes=body.freezes,
             seconds=body.seconds,
         )
-        row = await report(
+        row, leg_role = await report(
             svc.db,
             svc.clock,
             consultation_id=call.request.match_info["consultation_id"],
@@ -78,7 +78,7 @@ def register(api: Api) -> None:
         )
         return QualityOut(
             leg_id=row.leg_id,
-            leg_role="",
+            leg_role=leg_role,
             reporter_role=row.reporter_role,
             path=body.path,
             median_rtt_ms=row.median_rtt_ms,

@@ -56,8 +56,9 @@ async def report(
     who: Who,
     summary: QualitySummary,
     final: bool,
-) -> CallQuality:
-    """Keep `who`'s summary of the leg (replacing their last one); audit a final one."""
+) -> tuple[CallQuality, str]:
+    """Keep `who`'s summary of the leg (replacing their last one); audit a final one.
+    Returns the kept row and the role of the leg's staff member."""
     now = clock.now()
     async with db.write() as session:
         leg = await session.get(ConsultationLeg, leg_id)
@@ -99,7 +100,7 @@ async def report(
         )
         if row is None:  # pragma: no cover - the upsert above just wrote it
             raise LegNotFound()
-        return row
+        return row, leg.role
 
 
 async def of_consultation(

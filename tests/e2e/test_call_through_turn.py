@@ -196,11 +196,19 @@ async def test_the_urgent_call_connects_through_turn_when_the_direct_path_is_dro
 ) -> None:
     """R-URG-1: direct traffic between the two browsers is dropped; the call goes through
     coturn on both sides (UDP, or TCP when UDP to coturn is dropped too), video flows both
-    ways, and the console and the call screen say `relay`."""
+    ways, and the console and the call screen say `relay`; after a network change the ICE
+    restart comes back through the relay."""
     if not udp:
         net.only_tcp_to_relay()
     async with two_sides(start_app, sqlite_url, tmp_path, net, coturn) as sides:
         c, p = await urgent_call_accepted(sides)
+        await connected_through_the_relay(c, p, None if udp else "tcp")
+        # A network change on the patient's side: ICE restarts and comes back through
+        # the relay.
+        async with p.expect_console_message(
+            lambda m: "ICE restart" in m.text and "network change" in m.text, timeout=WAIT
+        ):
+            await p.evaluate("() => window.dispatchEvent(new Event('online'))")
         await connected_through_the_relay(c, p, None if udp else "tcp")
         for who in (sides.consultant, sides.patient):
             assert not [e for e in who.errors if "rtc:" not in e], who.errors

@@ -44,6 +44,8 @@ async def test_each_side_reports_its_leg_and_the_staff_read_it_per_leg(live: Any
         body = {**SUMMARY, "leg_id": first, "loss_percent": loss, "final": True}
         resp = await client.post(url, json=body, headers=bearer(who))
         assert resp.status == 200, await resp.text()
+        kept = await resp.json()
+        assert (kept["leg_role"], kept["loss_percent"]) == ("consultant", loss)
 
     await consultant.ok("consultation:transfer", {"consultation_id": cid, "to": "duty_doctor"})
     await therapist.ok("consultation:accept", {"consultation_id": cid})

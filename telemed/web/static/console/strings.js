@@ -157,6 +157,7 @@ export const STRINGS = {
       booked: "Записан(а) к специалисту на {time}; сообщите пациенту",
     },
     errors: {
+      leg_not_found: "Нет такого этапа консультации",
       network_error: "Нет связи с сервером",
       unauthorized: "Неверный логин или пароль",
       invalid_credentials: "Неверный логин или пароль",
@@ -366,6 +367,7 @@ export const STRINGS = {
       booked: "Booked with the specialist for {time}; inform the patient",
     },
     errors: {
+      leg_not_found: "There is no such leg of the consultation",
       network_error: "No connection to the server",
       unauthorized: "Wrong login or password",
       invalid_credentials: "Wrong login or password",
