@@ -31,6 +31,7 @@ async function refresh() {
           "data-reporter": q.reporter_role,
           "data-path": q.path,
           "data-loss": String(q.loss_percent),
+          "data-seconds": String(q.seconds),
         },
         el("strong", {}, `${t("quality_legs.leg", { leg: t(`roles.${q.leg_role}`), who: t(`roles.${q.reporter_role}`) })}: `),
         t("quality_legs.line", {

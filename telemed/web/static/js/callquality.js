@@ -111,6 +111,8 @@ export function watchQuality(getPc, onSample, intervalMs = 1000) {
       const seconds = (at - previous.at) / 1000;
       const got = now.received - previous.received;
       const lost = now.lost - previous.lost;
+      sample.received = Math.max(0, got);
+      sample.lost = Math.max(0, lost);
       sample.lossPercent = got + lost > 0 ? (100 * Math.max(0, lost)) / (got + lost) : 0;
       sample.bitrateKbps = seconds > 0 ? ((now.bytesIn - previous.bytesIn) * 8) / 1000 / seconds : 0;
       sample.sendKbps = seconds > 0 ? ((now.bytesOut - previous.bytesOut) * 8) / 1000 / seconds : 0;
@@ -125,6 +127,16 @@ export function watchQuality(getPc, onSample, intervalMs = 1000) {
   };
 }
 
+function lossOver(samples) {
+  let lost = 0;
+  let expected = 0;
+  for (const x of samples) {
+    lost += x.lost || 0;
+    expected += (x.lost || 0) + (x.received || 0);
+  }
+  return expected > 0 ? (100 * lost) / expected : 0;
+}
+
 function median(values) {
   const sorted = values.filter((v) => typeof v === "number" && Number.isFinite(v)).sort((a, b) => a - b);
   if (!sorted.length) return null;
@@ -133,7 +145,8 @@ function median(values) {
 }
 
 /** The samples of one leg and their summary: the path most seen (relay wins a tie), the
- * median round trip, the loss over the whole leg, the mean bitrate, the freezes. */
+ * median round trip, the loss over the whole leg (packets lost of those expected), the
+ * mean bitrate, the freezes. */
 export class QualityLog {
   constructor() {
     this.samples = [];
@@ -153,7 +166,7 @@ export class QualityLog {
     return {
       path: relayed * 2 >= s.length ? "relay" : "direct",
       median_rtt_ms: r(median(s.map((x) => x.rttMs))),
-      loss_percent: r(mean("lossPercent"), 2),
+      loss_percent: r(lossOver(s), 2),
       bitrate_kbps: r(mean("bitrateKbps")),
       freezes: Math.max(...s.map((x) => x.freezes || 0)),
       seconds: s.length,
