@@ -20,8 +20,9 @@ class QualityIn(Body):
     median_rtt_ms: Annotated[float, Field(ge=0, le=600_000)] | None = None
     loss_percent: Annotated[float, Field(ge=0, le=100)]
     bitrate_kbps: Annotated[float, Field(ge=0, le=1_000_000)]
-    freezes: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-    seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
+    # counts, taken as numbers (a page may write 12.0) and rounded
+    freezes: Annotated[float, Field(ge=0, le=1_000_000)] = 0
+    seconds: Annotated[float, Field(ge=0, le=86_400)] = 0
     final: bool = False  # the page closed the call: the summary is also audited
 
 
@@ -64,8 +65,8 @@ def register(api: Api) -> None:
             median_rtt_ms=body.median_rtt_ms,
             loss_percent=body.loss_percent,
             bitrate_kbps=body.bitrate_kbps,
-            freezes=body.freezes,
-            seconds=body.seconds,
+            freezes=round(body.freezes),
+            seconds=round(body.seconds),
         )
         row, leg_role = await report(
             svc.db,
