@@ -54,14 +54,19 @@ class BlockedNet:
         )  # fmt: skip
 
     def lossy_patient_link(self, percent: int) -> None:
-        """Drop `percent` % of the UDP packets on the patient's link, each way, at random.
-        (This is what `tc qdisc ... netem loss 5%` does; this machine's kernel has no
-        netem, so nftables' random numbers drop them.)"""
-        self.nft("add chain inet telemed output { type filter hook output priority 0 ; }")
-        for chain, side in (("input", "iifname"), ("output", "oifname")):
-            self.nft(
-                "add", "rule", "inet", "telemed", chain, side, "vp0", "meta", "l4proto", "udp",
-                "numgen", "random", "mod", "100", "lt", str(percent), "drop",
+        """Drop `percent` % of the UDP packets on the patient's link, each way, at random
+        (what `tc qdisc ... netem loss 5%` does; this machine's kernel has no netem). Each
+        direction is dropped where it arrives (R's input from P, P's input from R): a drop
+        in the sender's own output hook would fail its sendmsg() with EPERM, which coturn
+        takes for a broken socket and closes the session, unlike a real lossy link."""
+        for ns, dev in ((self.relay, "vp0"), (self.patient, "vr")):
+            nft = ["ip", "netns", "exec", ns, "nft"]
+            subprocess.run([*nft, "add", "table", "inet", "telemed"], check=True)
+            _run(*nft, "add chain inet telemed input { type filter hook input priority 0 ; }")
+            _run(
+                *nft, "add", "rule", "inet", "telemed", "input", "iifname", dev,
+                "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "lt", str(percent),
+                "drop",
             )  # fmt: skip
 
     def listen_in(self, namespace: str) -> socket.socket:

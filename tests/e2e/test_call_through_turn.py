@@ -275,11 +275,9 @@ async def test_a_lossy_link_shows_as_loss_in_the_consoles_quality_summary(
             for leg in await legs.all()
         }
     print("loss seen by each side (%):", losses)
-    # Each side's media crosses the lossy link once: both summaries show loss. (Seen
-    # here: Chromium's relayed call on this link stalls for seconds at a time while its
-    # selected pair flips between relay-host and host-relay, so the loss over the leg is
-    # far above the link's 5 %; see the report.)
-    assert all(1.0 <= loss < 100 for loss in losses.values()), losses
+    # Each side's media crosses the lossy link once: both summaries show the loss (up to
+    # 5 %: video packets the receiver got back by NACK retransmission count as received).
+    assert all(1.0 <= loss <= 10.0 for loss in losses.values()), losses
 
 
 def allocated_users(coturn: Coturn) -> set[str]:
