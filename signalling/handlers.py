@@ -14,6 +14,7 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from signalling import schemas
+from signalling.ice import ice_expiry, ice_servers
 from signalling.participants import ParticipantsCache
 from signalling.presence import Participant, Presence
 from signalling.publisher import Publisher, queue_item
@@ -103,6 +104,7 @@ class Handlers:
         self._event("signal", schemas.Signal, EVERYONE, self.relay_signal)
         self._event("chat:send", schemas.ChatSend, EVERYONE, self.send_chat)
         self._event("chat:history", schemas.ChatHistory, EVERYONE, self.chat_history)
+        self._event("ice:renew", schemas.Empty, EVERYONE, self.renew_ice)
 
     def _event(
         self,
@@ -157,6 +159,16 @@ class Handlers:
     async def binary(self, sid: str) -> Ack:
         """A Socket.IO binary event: every telemed event is JSON (documents go over REST)."""
         return error_ack(BadRequest("Binary payloads are not accepted; send JSON."))
+
+    async def renew_ice(self, who: Participant, p: schemas.Empty) -> Ack:
+        """Fresh ICE servers (new TURN credentials) for a call that outlives the old ones."""
+        settings = self.services.settings.signalling
+        now = self.services.clock.now()
+        expires = ice_expiry(settings, now)
+        return {
+            "ice_servers": ice_servers(settings, who.user_id, now),
+            "expires_at": expires.isoformat() if expires else None,
+        }
 
     # --- patient events -----------------------------------------------------------------
 

@@ -23,6 +23,13 @@ def turn_credentials(secret: str, user_id: str, expires_at: datetime) -> tuple[s
     return username, base64.b64encode(digest).decode()
 
 
+def ice_expiry(settings: SignallingSettings, now: datetime) -> datetime | None:
+    """When the TURN credentials handed out `now` stop working (None without TURN): the
+    pages ask for fresh ones (`ice:renew`) before then, so a long call keeps its relay."""
+    turn = settings.turn
+    return now + turn.ttl if turn.urls and turn.secret else None
+
+
 def ice_servers(settings: SignallingSettings, user_id: str, now: datetime) -> list[dict[str, Any]]:
     """The RTCPeerConnection `iceServers` for one participant."""
     servers: list[dict[str, Any]] = []

@@ -55,6 +55,9 @@ class CallReport:
     ice_path: str | None = None  # direct | relay
     local_candidate: str | None = None  # host | srflx | prflx | relay
     remote_candidate: str | None = None
+    # Relayed candidates in the page's offer: it reached the TURN server with the
+    # credentials it was handed (the connection check's TURN line).
+    offered_relay: int = 0
 
     def measure(self) -> CallMeasure:
         """The figures the rules judge."""
@@ -69,6 +72,7 @@ class CallReport:
             uplink_kbps=self.uplink_kbps,
             rtt_ms=self.rtt_ms,
             ice_path=self.ice_path,
+            offered_relay=self.offered_relay,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +96,9 @@ def rms_dbfs(frame: av.AudioFrame) -> float:
         return -math.inf
     power = sum(map(mul, samples, samples)) / len(samples)
     return 10 * math.log10(power / 32768**2) if power > 0 else -math.inf
+
+
+_RELAY_CANDIDATE = re.compile(r"^a=candidate:.* typ relay( |\r?$)", re.MULTILINE)
 
 
 def check_offer(sdp: str) -> None:
@@ -128,6 +135,7 @@ class CheckCall:
         self.kinds: set[str] = set()
         self.started: set[str] = set()
         self.report: CallReport | None = None
+        self.offered_relay = 0
         self.finished = asyncio.Event()
         self._first_media = asyncio.Event()
         self._all_media = asyncio.Event()
@@ -153,6 +161,7 @@ class CheckCall:
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the page's offer and answer it receive-only."""
+        self.offered_relay = len(_RELAY_CANDIDATE.findall(offer_sdp))
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             for transceiver in self.pc.getTransceivers():
@@ -257,6 +266,7 @@ class CheckCall:
             ice_path=ice_path(*path),
             local_candidate=path[0],
             remote_candidate=path[1],
+            offered_relay=self.offered_relay,
         )
         self.report = report
         self._set_state(report.state)

@@ -204,6 +204,8 @@ class Publisher:
         if peer is not None and facts.counterpart is not None:
             patient_view["counterpart"] = facts.counterpart
             patient_view["ice_servers"] = ice_servers(self.settings.signalling, row.patient_id, now)
+            if facts.leg_id is not None:
+                patient_view["leg_id"] = facts.leg_id
         place = await self._place(row)
         if place is not None:
             patient_view["queue_position"], patient_view["estimated_wait_seconds"] = place
@@ -214,6 +216,8 @@ class Publisher:
             staff_view["appointment"] = facts.appointment
         if peer is not None:
             staff_view["ice_servers"] = ice_servers(self.settings.signalling, peer, now)
+            if facts.leg_id is not None:
+                staff_view["leg_id"] = facts.leg_id
         if to_sid is not None:
             await self.out.to_sid(
                 to_sid, "consultation:state", patient_view if patient else staff_view

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import socketio
 
 from signalling.budget import Budget
-from signalling.ice import ice_servers
+from signalling.ice import ice_expiry, ice_servers
 from signalling.manager import cancel_all
 from signalling.presence import Participant, Presence
 from signalling.publisher import Publisher
@@ -166,6 +166,7 @@ class Sessions:
                 "user_id": who.user_id,
                 "role": who.role.value,
                 "ice_servers": ice_servers(services.settings.signalling, who.user_id, now),
+                "ice_expires_at": _iso(ice_expiry(services.settings.signalling, now)),
             },
         )
         publisher = self._publisher()
@@ -208,3 +209,7 @@ class Sessions:
                 continue
             await self.out.to_sid(sid, "session:ended", {"reason": ended.reason.value})
             self.spawn(self.out.disconnect(sid))
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None

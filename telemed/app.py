@@ -45,6 +45,7 @@ from telemed.http import (
     views_me,
     views_patients,
     views_push,
+    views_quality,
     views_queues,
 )
 from telemed.http.api import API_PREFIX, Api, bearer_token, error_headers
@@ -165,6 +166,7 @@ def build_api() -> Api:
     views_me.register(api)
     views_patients.register(api)
     views_consultations.register(api)
+    views_quality.register(api)
     views_followup.register(api)
     conclusions_http.register(api)
     views_documents.register(api)

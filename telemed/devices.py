@@ -170,6 +170,7 @@ class CallMeasure:
     uplink_kbps: float | None = None
     rtt_ms: float | None = None
     ice_path: str | None = None  # direct | relay
+    offered_relay: int = 0  # relayed candidates the page gathered on the TURN server
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class DeviceReport:
     microphone: bool
     bandwidth_kbps: float | None
     call: CallMeasure | None = None
+    turn: bool = False  # TURN servers were handed out, so the test call shows if one answers
 
 
 @dataclass(frozen=True)
@@ -332,6 +334,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "сеть (например, мобильный интернет) или обратитесь к администратору сети.",
         "en": "The network blocks video calls: turn off VPN or proxy, try another network "
         "(for example mobile internet), or ask the network administrator.",
+    },
+    "turn.required": {
+        "ru": "TURN-сервер клиники доступен (для сетей, где прямое соединение закрыто)",
+        "en": "the clinic's TURN relay is reachable (for networks that block direct calls)",
+    },
+    "turn.reached": {"ru": "доступен", "en": "reachable"},
+    "turn.unreachable": {"ru": "недоступен", "en": "not reachable"},
+    "turn.advice": {
+        "ru": "Ретрансляционный сервер (TURN) недоступен из вашей сети: если прямое "
+        "соединение закрыто, звонок не состоится. Отключите VPN или прокси, попросите "
+        "администратора сети открыть UDP и TCP порт 3478 и TCP 5349, или подключитесь к "
+        "другой сети (например, мобильному интернету) и повторите проверку.",
+        "en": "The relay server (TURN) cannot be reached from your network: where the "
+        "direct path is blocked, the call will not connect. Turn off VPN or proxy, ask the "
+        "network administrator to allow UDP and TCP port 3478 and TCP 5349, or use another "
+        "network (for example mobile internet) and check again.",
     },
     "test_call.advice_media": {
         "ru": "Видео или звук доходят с перебоями: закройте лишние программы и вкладки и "
@@ -537,6 +555,16 @@ def check_test_call(r: DeviceReport, req: Requirements, p: Platform, lang: str) 
     return Check("test_call", ok, required, "; ".join(parts), advice)
 
 
+def check_turn(r: DeviceReport, req: Requirements, p: Platform, lang: str) -> Check:
+    """The TURN relay answered the page: its test call offered a relayed candidate, got
+    with the credentials the server handed out (or went through the relay)."""
+    call = r.call
+    required = text("turn.required", lang)
+    if call is not None and (call.offered_relay > 0 or call.ice_path == "relay"):
+        return Check("turn", True, required, text("turn.reached", lang), None)
+    return Check("turn", False, required, text("turn.unreachable", lang), text("turn.advice", lang))
+
+
 Rule = Callable[[DeviceReport, Requirements, Platform, str], Check]
 
 # Which requirement applies to which channel (R-DEV): chat needs no camera or microphone.
@@ -547,6 +575,7 @@ RULES: tuple[tuple[str, Rule, frozenset[Channel]], ...] = (
     ("microphone", check_microphone, frozenset({Channel.VIDEO, Channel.AUDIO})),
     ("bandwidth", check_bandwidth, frozenset(Channel)),
     ("test_call", check_test_call, frozenset({Channel.VIDEO, Channel.AUDIO})),
+    ("turn", check_turn, frozenset({Channel.VIDEO, Channel.AUDIO})),
 )
 
 
@@ -559,6 +588,8 @@ def evaluate(report: DeviceReport, req: Requirements, lang: str = DEFAULT_LANGUA
         if report.channel not in channels:
             continue
         if name == "test_call" and report.call is None:
+            continue
+        if name == "turn" and (report.call is None or not report.turn):
             continue
         checks.append(rule(report, req, platform, lang))
     return Verdict(all(c.ok for c in checks), tuple(checks), platform)

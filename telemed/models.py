@@ -18,6 +18,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -216,6 +217,28 @@ class ConsultationLeg(Base):
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class CallQuality(Base):
+    """How one side's call went on one leg (the page's getStats summary): the path
+    (`direct` or `relay`), the median round trip, the share of packets lost, the mean
+    bitrate received and the video freezes. One row per leg and reporter, updated while
+    the leg runs; staff see it in the console and in the consultation's audit."""
+
+    __tablename__ = "call_quality"
+    id: Mapped[str] = mapped_column(IdCol, primary_key=True, default=new_id)
+    consultation_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultations.id"), index=True)
+    leg_id: Mapped[str] = mapped_column(IdCol, ForeignKey("consultation_legs.id"))
+    reporter_id: Mapped[str] = mapped_column(IdCol)
+    reporter_role: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(8))
+    median_rtt_ms: Mapped[float | None] = mapped_column(Float)
+    loss_percent: Mapped[float] = mapped_column(Float)
+    bitrate_kbps: Mapped[float] = mapped_column(Float)
+    freezes: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("leg_id", "reporter_id"),)
 
 
 class Appointment(Base):

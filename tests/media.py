@@ -25,6 +25,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -124,13 +125,17 @@ def peak_of(frame: av.AudioFrame) -> int:
     return max((abs(s) for s in samples), default=0)
 
 
-def rtc_config(ice_servers: list[dict[str, Any]] | None) -> RTCConfiguration:
-    """The `ice_servers` of `consultation:state` as aiortc wants them."""
+def rtc_config(
+    ice_servers: list[dict[str, Any]] | None, relay_only: bool = False
+) -> RTCConfiguration:
+    """The `ice_servers` of `consultation:state` as aiortc wants them; `relay_only` keeps
+    only relayed candidates (as if the direct path were blocked)."""
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers or []
-        ]
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
     )
 
 
@@ -148,12 +153,13 @@ class MediaPeer:
         consultation_id: str,
         counterpart_role: str,
         ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.live = live
         self.consultation_id = consultation_id
         self.counterpart_role = counterpart_role
         self.received = Received()
-        self.pc = RTCPeerConnection(rtc_config(ice_servers))
+        self.pc = RTCPeerConnection(rtc_config(ice_servers, relay_only))
         self._local: list[MediaStreamTrack] = [PatternTrack(), ToneTrack()]
         for track in self._local:
             self.pc.addTrack(track)
@@ -268,11 +274,25 @@ class Peers:
         consultation_id: str,
         counterpart_role: str,
         ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
     ) -> MediaPeer:
-        peer = MediaPeer(live, consultation_id, counterpart_role, ice_servers)
+        peer = MediaPeer(live, consultation_id, counterpart_role, ice_servers, relay_only)
         self.all.append(peer)
         return peer
 
     async def close_all(self) -> None:
         for peer in self.all:
             await peer.close()
+
+
+def selected_pair(pc: RTCPeerConnection) -> tuple[str, str]:
+    """(local, remote) candidate types of the pair ICE nominated for the first transport
+    (`host`, `srflx`, `relay`): aiortc keeps it inside aioice."""
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None:
+            continue
+        connection = transport.transport._connection  # aioice.Connection
+        for pair in connection._nominated.values():
+            return pair.local_candidate.type, pair.remote_candidate.type
+    raise AssertionError("no nominated candidate pair")

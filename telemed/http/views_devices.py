@@ -21,7 +21,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
 from pydantic import Field
 
-from signalling.ice import ice_servers
+from signalling.ice import ice_expiry, ice_servers
 from signalling.media_call import CallReport
 from signalling.media_check import MEDIA_CHECKS, MediaChecks
 from telemed.config import Settings
@@ -121,6 +121,7 @@ class CallOut(Out):
     ice_path: str | None
     local_candidate: str | None
     remote_candidate: str | None
+    offered_relay: int = 0
 
 
 def _language(request: web.Request) -> str:
@@ -180,6 +181,7 @@ def register(api: Api) -> None:
             microphone=body.microphone,
             bandwidth_kbps=body.bandwidth_kbps,
             call=measure,
+            turn=ice_expiry(svc.settings.signalling, svc.clock.now()) is not None,
         )
         language = _language(call.request)
         verdict = evaluate(device, requirements_of(svc.settings.device), language)

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.consultation import counterpart_of
 from telemed.db import Database
-from telemed.models import Appointment, Consultation, ConsultationDocument, Patient, Staff
+from telemed.models import (
+    Appointment,
+    Consultation,
+    ConsultationDocument,
+    ConsultationLeg,
+    Patient,
+    Staff,
+)
 from telemed.services.chat import Message, read_history
 from telemed.services.consultations import view_of
 from telemed.services.queue import booked_with
@@ -27,6 +34,7 @@ class Facts:
     counterpart: dict[str, Any] | None
     appointment: dict[str, object] | None
     documents_required: bool
+    leg_id: str | None = None  # the open leg (who is with the patient now), if any
 
 
 async def facts_of(db: Database, row: Consultation) -> Facts:
@@ -57,9 +65,19 @@ async def read_facts(session: AsyncSession, row: Consultation) -> Facts:
             .limit(1)
         )
         missing = added is None
+    leg_id = (
+        await session.scalar(
+            select(ConsultationLeg.id).where(
+                ConsultationLeg.consultation_id == row.id, ConsultationLeg.ended_at.is_(None)
+            )
+        )
+        if staff_id
+        else None
+    )
     return Facts(
         patient={"role": "patient", "name": patient.full_name} if patient else None,
         counterpart={"role": staff.role, "name": staff.full_name} if staff else None,
         appointment=booked_with(appointment, doctor),
         documents_required=missing,
+        leg_id=leg_id,
     )

@@ -441,3 +441,35 @@ def test_a_sliding_window_refuses_beyond_its_limit_until_the_period_passes() -> 
     assert window.take("other", 10, now=20.0) is None
     assert window.take("p", 6, now=60.0) is None  # the first 6 have left the window
     assert window.take("p", 11, now=500.0) == 60.0  # more than the whole limit: never
+
+
+@pytest.mark.parametrize(
+    ("changes", "channel", "passes"),
+    [
+        ({"offered_relay": 2}, Channel.VIDEO, True),
+        ({"offered_relay": 0, "ice_path": "relay"}, Channel.AUDIO, True),
+        ({"offered_relay": 0}, Channel.VIDEO, False),
+        ({"offered_relay": 0, "connected": False, "video_frames": 0}, Channel.VIDEO, False),
+    ],
+)
+def test_the_turn_line_passes_only_when_the_relay_answered_the_page(
+    changes: dict[str, object], channel: Channel, passes: bool
+) -> None:
+    """R-DEV: with TURN handed out, the check has a TURN line after the test call: a
+    relayed candidate in the page's offer (or a call through the relay) passes; none
+    fails, with advice naming what to open or change."""
+    call = CallMeasure(**{**GOOD_CALL.__dict__, **changes})  # type: ignore[arg-type]
+    camera = (1280, 720) if channel is Channel.VIDEO else None
+    report = _report(channel, camera=camera, call=call)
+    verdict = evaluate(DeviceReport(**{**report.__dict__, "turn": True}), REQ, "en")
+    turn = verdict.checks[-1]
+    assert turn.name == "turn" and turn.ok is passes
+    assert (turn.advice is None) is passes
+    if not passes:
+        assert "3478" in (turn.advice or "") and turn.actual == "not reachable"
+
+
+def test_without_turn_handed_out_there_is_no_turn_line() -> None:
+    """R-DEV: no TURN configured, nothing to reach: the check ends with the test call."""
+    verdict = evaluate(_report(call=GOOD_CALL), REQ, "en")
+    assert [c.name for c in verdict.checks][-1] == "test_call"

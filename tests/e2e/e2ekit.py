@@ -149,9 +149,12 @@ _VIOLATIONS: dict[int, list[str]] = {}
 
 
 @asynccontextmanager
-async def chromium(camera: Path, locale: str = LOCALE) -> AsyncIterator[Browser]:
+async def chromium(
+    camera: Path, locale: str = LOCALE, executable: str = CHROMIUM
+) -> AsyncIterator[Browser]:
     """One Debian Chromium with fake devices; each person gets a context of it. When the
     block fails, every page's console messages and errors are printed (pytest shows them).
+    `executable` may be a wrapper that starts Chromium elsewhere (a network namespace).
     The browser's own language (date and time inputs follow it, not the context's locale)
     comes from LANGUAGE and --lang; it needs Debian's chromium-l10n, else Chromium stays en-US."""
     posix = locale.replace("-", "_")
@@ -160,7 +163,7 @@ async def chromium(camera: Path, locale: str = LOCALE) -> AsyncIterator[Browser]
     env = {**os.environ, "LANGUAGE": f"{posix}:{locale.split('-')[0]}", "LANG": "C.UTF-8"}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=executable,
             args=[*FLAGS, f"--lang={locale}", f"--use-file-for-fake-video-capture={camera}"],
             env=env,
         )

@@ -26,7 +26,7 @@ const TEXTS = {
     required: "Нужно", actual: "У вас", pass: "✓ в порядке", failed: "✗ не подходит",
     error: "Проверка не удалась: {message}",
     hotline: "Если связь не наладится, позвоните медицинскому консультанту:",
-    names: { os: "Операционная система", browser: "Браузер", camera: "Камера", microphone: "Микрофон", bandwidth: "Скорость интернета", test_call: "Пробный звонок" },
+    names: { os: "Операционная система", browser: "Браузер", camera: "Камера", microphone: "Микрофон", bandwidth: "Скорость интернета", test_call: "Пробный звонок", turn: "Ретранслятор (TURN)" },
   },
   en: {
     title: "Connection check",
@@ -50,7 +50,7 @@ const TEXTS = {
     required: "Needed", actual: "Yours", pass: "✓ fine", failed: "✗ not enough",
     error: "The check failed: {message}",
     hotline: "If the connection does not work, call the medical consultant:",
-    names: { os: "Operating system", browser: "Browser", camera: "Camera", microphone: "Microphone", bandwidth: "Internet speed", test_call: "Test call" },
+    names: { os: "Operating system", browser: "Browser", camera: "Camera", microphone: "Microphone", bandwidth: "Internet speed", test_call: "Test call", turn: "Relay server (TURN)" },
   },
 };
 

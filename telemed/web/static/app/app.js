@@ -468,6 +468,7 @@ async function mountCallFor(c, key) {
     role: "patient",
     channel: c.channel,
     iceServers: c.ice_servers || live?.iceServers || [],
+    legId: c.leg_id || null,
     onHangup: () => askHangup(c.consultation_id),
   };
   const handle = mountCall ? mountCall(root, options) : fallbackCall(root, options);

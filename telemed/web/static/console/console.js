@@ -7,6 +7,7 @@ import { bindConsultation, closeCall } from "./consultation.js";
 import { bindDay } from "./day.js";
 import { bindDoctor, renderCountdown } from "./doctor.js";
 import "./documents.js";
+import "./quality.js";
 import "./followup.js";
 import { bindQueue, renderQueue, tickQueue, unlockSound, watch } from "./queue.js";
 import "./booking.js";

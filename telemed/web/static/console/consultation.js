@@ -79,6 +79,7 @@ function openCall(p) {
     channel: p.channel,
     iceServers: p.ice_servers || s.live.iceServers,
     myRole: s.me.role,
+    legId: p.leg_id || null,
     onHangup: () => (isDoctor() ? hangUp("end") : hangUp("close")),
   });
   s.call = { id: p.consultation_id, handle };

@@ -130,6 +130,7 @@ export const STRINGS = {
       need: { none: "не нужно", specialist: "запись к специалисту", tests: "анализы и обследования", clinic_visit: "очный приём в клинике", home_visit: "вызов врача на дом", hospital: "госпитализация", medicines: "лекарства", second_opinion: "второе мнение" },
       outcome: { finished: "консультация завершена", booked: "записан(а) к врачу", referred: "направлен(а) в клинику", emergency: "вызвана скорая помощь", declined: "от услуг отказался(-ась)" },
     },
+    quality_legs: { title: "Качество связи по этапам", empty: "Пока нет данных", relay: "через TURN", direct: "напрямую", leg: "{leg}, сторона: {who}", line: "{path}; задержка {rtt} мс; потери {loss} %; {kbps} кбит/с; замирания: {freezes}; {seconds} с" },
     documents: { title: "Документы консультации", empty: "Документов нет", open: "Открыть", open_label: "Открыть: {name}", download: "Скачать", close: "Закрыть" },
     second: {
       title: "Второе мнение",
@@ -156,6 +157,7 @@ export const STRINGS = {
       booked: "Записан(а) к специалисту на {time}; сообщите пациенту",
     },
     errors: {
+      leg_not_found: "Нет такого этапа консультации",
       network_error: "Нет связи с сервером",
       unauthorized: "Неверный логин или пароль",
       invalid_credentials: "Неверный логин или пароль",
@@ -338,6 +340,7 @@ export const STRINGS = {
       need: { none: "none", specialist: "a specialist appointment", tests: "tests and examinations", clinic_visit: "a visit to a clinic", home_visit: "a doctor's home visit", hospital: "hospital admission", medicines: "medicines", second_opinion: "a second opinion" },
       outcome: { finished: "consultation finished", booked: "booked with a doctor", referred: "referred to a clinic", emergency: "ambulance called", declined: "declined services" },
     },
+    quality_legs: { title: "Call quality by leg", empty: "No data yet", relay: "through TURN", direct: "direct", leg: "{leg}, side: {who}", line: "{path}; round trip {rtt} ms; loss {loss} %; {kbps} kbit/s; freezes: {freezes}; {seconds} s" },
     documents: { title: "Consultation documents", empty: "No documents", open: "Open", open_label: "Open: {name}", download: "Download", close: "Close" },
     second: {
       title: "Second opinion",
@@ -364,6 +367,7 @@ export const STRINGS = {
       booked: "Booked with the specialist for {time}; inform the patient",
     },
     errors: {
+      leg_not_found: "There is no such leg of the consultation",
       network_error: "No connection to the server",
       unauthorized: "Wrong login or password",
       invalid_credentials: "Wrong login or password",

@@ -3,12 +3,20 @@
 // messages, send, attach documents from the patient's card).
 //
 // mountCall(root, {live, api, t, consultationId, polite, channel, iceServers, onHangup,
-//                  canAttach}) -> {destroy(), connection}
+//                  canAttach, legId}) -> {destroy(), connection}
+// The call's path and quality (callquality.js) show under the state line once connected;
+// a call not connected after 15 s says why; TURN credentials are renewed before they end.
 // Pages merge CALL_STRINGS into their i18n dictionaries; without them the strings below
 // are used in the page's language.
 
+import { QUALITY_STRINGS, QualityLog, describe, level, watchQuality } from "./callquality.js";
 import { el } from "./dom.js";
 import { CallConnection } from "./rtc.js";
+
+// A call still not connected after this long says so, and why (R-FALLBACK-1: with the
+// hotline); the connection keeps trying meanwhile.
+const CANNOT_CONNECT_MS = 15000;
+const QUALITY_REPORT_MS = 10000; // the leg's summary goes to the server this often
 
 export const CALL_STRINGS = {
   ru: {
@@ -16,6 +24,12 @@ export const CALL_STRINGS = {
     "call.connected": "Соединение установлено",
     "call.reconnecting": "Восстанавливаем соединение…",
     "call.failed": "Не удалось соединиться. Проверьте интернет.",
+    "call.cannot_connect.relay_unreachable":
+      "Звонок не соединяется: прямое соединение закрыто, а ретрансляционный сервер (TURN) недоступен из вашей сети. Отключите VPN или прокси, подключитесь к другой сети или позвоните на горячую линию.",
+    "call.cannot_connect.peer_unreachable":
+      "Звонок не соединяется: собеседник недоступен ни напрямую, ни через ретрансляционный сервер. Проверьте интернет или позвоните на горячую линию.",
+    "call.cannot_connect.direct_blocked":
+      "Звонок не соединяется: ваша сеть не пропускает прямое соединение. Отключите VPN или прокси, подключитесь к другой сети или позвоните на горячую линию.",
     "call.closed": "Звонок завершён",
     "call.peer_away": "Собеседник потерял связь, ждём…",
     "call.offline": "Нет связи с сервером, переподключаемся…",
@@ -49,6 +63,12 @@ export const CALL_STRINGS = {
     "call.connected": "Connected",
     "call.reconnecting": "Reconnecting…",
     "call.failed": "Could not connect. Check your internet.",
+    "call.cannot_connect.relay_unreachable":
+      "The call cannot connect: the direct path is blocked and the relay server (TURN) cannot be reached from your network. Turn off VPN or proxy, use another network, or call the hotline.",
+    "call.cannot_connect.peer_unreachable":
+      "The call cannot connect: the other side cannot be reached, neither directly nor through the relay server. Check your internet or call the hotline.",
+    "call.cannot_connect.direct_blocked":
+      "The call cannot connect: your network blocks the direct path. Turn off VPN or proxy, use another network, or call the hotline.",
     "call.closed": "Call ended",
     "call.peer_away": "The other side lost connection, waiting…",
     "call.offline": "No connection to the server, reconnecting…",
@@ -78,6 +98,27 @@ export const CALL_STRINGS = {
     "role.system": "System",
   },
 };
+
+for (const lang of ["ru", "en"]) Object.assign(CALL_STRINGS[lang], QUALITY_STRINGS[lang]);
+
+/** Why a call has not connected: the TURN relay gave no candidate (unreachable), or it did
+ * and the other side still cannot be reached, or there is no relay and the direct path
+ * is blocked. */
+function whyNotConnected(connection) {
+  const relayed = connection.gatheredTypes.has("relay");
+  if (connection.hasTurn && !relayed) return "relay_unreachable";
+  if (relayed) return "peer_unreachable";
+  return "direct_blocked";
+}
+
+/** When the TURN credentials of these ICE servers expire (ms since the epoch; the TURN
+ * REST username is `expiry:user`), or null without TURN. */
+function turnExpiry(servers) {
+  const ends = (servers || [])
+    .map((s) => Number(String(s.username || "").split(":")[0]) * 1000)
+    .filter((ms) => Number.isFinite(ms) && ms > 0);
+  return ends.length ? Math.min(...ends) : null;
+}
 
 function translator(t) {
   return (key, vars = {}) => {
@@ -129,6 +170,7 @@ export function mountCall(
     onHangup = null,
     canAttach = Boolean(polite), // documents of the patient's own card (the server's rule)
     myRole = polite ? "patient" : null,
+    legId: initialLegId = null,
   },
 ) {
   const tr = translator(t);
@@ -136,6 +178,14 @@ export function mountCall(
   const withMedia = media.audio || media.video;
 
   const stateLine = el("p", { class: "call-state", "data-testid": "call-state", role: "status" });
+  // The path and quality of the call, from getStats once a second (not a live region:
+  // it changes every second; its level is in data-level for styling).
+  const qualityLine = el("p", {
+    class: "call-quality",
+    "data-testid": "call-quality",
+    "aria-label": tr("quality.label"),
+  });
+  qualityLine.hidden = true;
   const remoteVideo = el("video", {
     "data-testid": "remote-video",
     autoplay: true,
@@ -232,6 +282,7 @@ export function mountCall(
     "div",
     { class: `call call-${channel}`, "data-channel": channel },
     stateLine,
+    qualityLine,
     videos,
     controls,
     chat,
@@ -242,17 +293,41 @@ export function mountCall(
   let rtcState = withMedia ? "connecting" : null;
   let peerAway = false;
   let offline = false;
+  let cannotConnect = null; // why the call has not connected for CANNOT_CONNECT_MS
+  let notConnectedTimer = null;
   function showState() {
     let key;
-    if (offline) key = "call.offline";
-    else if (peerAway) key = "call.peer_away";
-    else if (rtcState) key = `call.${rtcState}`;
-    else key = "call.chat_only";
+    let shown;
+    if (offline) [key, shown] = ["call.offline", "offline"];
+    else if (peerAway) [key, shown] = ["call.peer_away", "peer_away"];
+    else if (cannotConnect && rtcState !== "connected" && rtcState !== "closed") {
+      [key, shown] = [`call.cannot_connect.${cannotConnect}`, "failed"];
+    } else if (rtcState) [key, shown] = [`call.${rtcState}`, rtcState];
+    else [key, shown] = ["call.chat_only", "chat"];
     stateLine.textContent = tr(key);
-    stateLine.dataset.state = offline ? "offline" : peerAway ? "peer_away" : rtcState || "chat";
-    screen.dataset.state = stateLine.dataset.state;
+    stateLine.dataset.state = shown;
+    if (shown === "failed" && cannotConnect) stateLine.dataset.reason = cannotConnect;
+    else delete stateLine.dataset.reason;
+    screen.dataset.state = shown;
   }
   showState();
+  /** Start the "cannot connect" clock while connecting; stop it once connected. */
+  function watchConnecting() {
+    if (rtcState === "connected" || rtcState === "closed") {
+      clearTimeout(notConnectedTimer);
+      notConnectedTimer = null;
+      cannotConnect = null;
+      return;
+    }
+    if (notConnectedTimer || cannotConnect) return;
+    notConnectedTimer = setTimeout(() => {
+      notConnectedTimer = null;
+      if (!connection || rtcState === "connected" || peerAway || offline) return;
+      cannotConnect = whyNotConnected(connection);
+      console.info(`call: cannot connect (${cannotConnect})`);
+      showState();
+    }, CANNOT_CONNECT_MS);
+  }
 
   // --- media ---
   let connection = null;
@@ -265,6 +340,8 @@ export function mountCall(
       media,
       onState: (s) => {
         rtcState = s;
+        if (s !== "connected") qualityLine.hidden = true;
+        watchConnecting();
         showState();
       },
       onRemoteStream: (stream) => {
@@ -285,7 +362,70 @@ export function mountCall(
         stateLine.textContent = tr("call.no_devices");
         stateLine.dataset.state = "no_devices";
       });
+    watchConnecting();
   }
+
+  // --- path and quality (getStats), and the leg's summary for the server ---
+  let qualityLog = new QualityLog();
+  let legId = null; // the leg the samples belong to (consultation:state's leg_id)
+  const stopQuality = connection
+    ? watchQuality(
+        () => connection.pc,
+        (sample) => {
+          if (rtcState !== "connected") return;
+          qualityLog.add(sample);
+          qualityLine.hidden = false;
+          qualityLine.textContent = describe(sample, tr);
+          qualityLine.dataset.path = sample.path;
+          qualityLine.dataset.relayProtocol = sample.relayProtocol || "";
+          qualityLine.dataset.pair = `${sample.local}-${sample.remote}`;
+          qualityLine.dataset.level = level(sample);
+          qualityLine.dataset.rtt = String(Math.round(sample.rttMs ?? -1));
+          qualityLine.dataset.loss = (sample.lossPercent || 0).toFixed(2);
+          qualityLine.dataset.bitrate = String(Math.round(sample.bitrateKbps || 0));
+          qualityLine.dataset.freezes = String(sample.freezes || 0);
+        },
+      )
+    : () => {};
+  let lastReported = 0;
+  function reportQuality(final = false) {
+    const summary = qualityLog.summary();
+    if (!summary || !legId || !api?.post) return;
+    if (!final && summary.seconds === lastReported) return;
+    lastReported = summary.seconds;
+    api
+      .post(`/consultations/${consultationId}/quality`, { leg_id: legId, final, ...summary })
+      .catch((err) => console.info("call: quality not reported", err?.code || err));
+  }
+  const reportTimer = connection ? setInterval(() => reportQuality(false), QUALITY_REPORT_MS) : null;
+  /** A new leg (a transfer): the old one's summary goes out, the new one starts empty. */
+  function newLeg(id) {
+    if (id === legId) return;
+    if (legId) reportQuality(true);
+    legId = id || null;
+    qualityLog = new QualityLog();
+    lastReported = 0;
+  }
+
+  // --- fresh TURN credentials before the handed-out ones expire (ice:renew) ---
+  let renewTimer = null;
+  function planRenewal(servers) {
+    clearTimeout(renewTimer);
+    const ends = turnExpiry(servers);
+    if (!connection || ends === null) return;
+    const wait = Math.max(5000, (ends - Date.now()) * 0.8);
+    renewTimer = setTimeout(async () => {
+      try {
+        const fresh = await live.request("ice:renew", {});
+        connection.updateIceServers(fresh.ice_servers, qualityLine.dataset.path === "relay");
+        planRenewal(fresh.ice_servers);
+      } catch (err) {
+        console.info("call: ICE servers not renewed", err?.code || err);
+        renewTimer = setTimeout(() => planRenewal(servers), 10000);
+      }
+    }, Math.min(wait, 2 ** 31 - 1));
+  }
+  if (connection) planRenewal(connection.iceServers);
 
   let muted = false;
   muteBtn.addEventListener("click", () => {
@@ -431,6 +571,9 @@ export function mountCall(
     showState();
     if (!polite) connection?.renew(); // the staff side offers again, on a fresh connection
   };
+  const onConsultationState = (p) => {
+    if (mine(p) && p.leg_id) newLeg(p.leg_id);
+  };
   const onLiveState = (s) => {
     offline = s === "reconnecting" || s === "connecting";
     showState();
@@ -440,6 +583,8 @@ export function mountCall(
   live.on("peer:away", onAway);
   live.on("peer:rejoined", onRejoined);
   live.on("peer:replaced", onRejoined); // a newer tab of the patient: the same fresh start
+  live.on("consultation:state", onConsultationState);
+  if (initialLegId) newLeg(initialLegId);
   const unState = live.onState ? live.onState(onLiveState) : null;
 
   let destroyed = false;
@@ -453,7 +598,13 @@ export function mountCall(
     live.off("peer:away", onAway);
     live.off("peer:rejoined", onRejoined);
     live.off("peer:replaced", onRejoined);
+    live.off("consultation:state", onConsultationState);
     if (typeof unState === "function") unState();
+    reportQuality(true);
+    stopQuality();
+    clearInterval(reportTimer);
+    clearTimeout(renewTimer);
+    clearTimeout(notConnectedTimer);
     connection?.close();
     remoteVideo.srcObject = null;
     localVideo.srcObject = null;

@@ -64,6 +64,33 @@ export class CallConnection extends EventTarget {
     this.onNetworkChange = () => this.restartIce("network change");
     this.audioMuted = false;
     this.cameraOff = false;
+    // What ICE gathered on the current connection (host, srflx, relay) and the ICE
+    // servers that answered with an error: why a call that never connects cannot.
+    this.gatheredTypes = new Set();
+    this.candidateErrors = [];
+  }
+
+  /** Whether the ICE servers handed out include a TURN relay. */
+  get hasTurn() {
+    return this.iceServers.some((s) => [s.urls].flat().some((u) => /^turns?:/.test(u)));
+  }
+
+  /** Fresh ICE servers (new TURN credentials, `ice:renew`): the connection uses them from
+   * its next gathering; a call through the relay restarts ICE at once so its relay is
+   * allocated again with them before the old credentials expire. */
+  updateIceServers(servers, relayed = false) {
+    if (!Array.isArray(servers) || this.closed) return;
+    this.iceServers = servers;
+    try {
+      this.pc?.setConfiguration({ ...this.pc.getConfiguration(), iceServers: servers });
+    } catch (err) {
+      console.info("rtc: ICE servers not updated", err?.name || err);
+      return;
+    }
+    if (relayed && this.state === "connected" && this.pc) {
+      console.info("rtc: ICE restart with renewed TURN credentials");
+      this.pc.restartIce();
+    }
   }
 
   /** Take the camera/microphone (as the channel asks) and open the first connection. */
@@ -269,8 +296,17 @@ export class CallConnection extends EventTarget {
       this.remoteStream = new MediaStream([...tracks, track]);
       this.dispatchEvent(new CustomEvent("remotestream", { detail: this.remoteStream }));
     };
+    this.gatheredTypes = new Set();
+    this.candidateErrors = [];
     pc.onicecandidate = ({ candidate }) => {
-      if (this.pc === pc && candidate) this.send({ candidate: candidate.toJSON() });
+      if (this.pc !== pc || !candidate) return;
+      if (candidate.type) this.gatheredTypes.add(candidate.type);
+      this.send({ candidate: candidate.toJSON() });
+    };
+    pc.onicecandidateerror = (e) => {
+      if (this.pc === pc && this.candidateErrors.length < 16) {
+        this.candidateErrors.push({ url: e.url, code: e.errorCode });
+      }
     };
     pc.onnegotiationneeded = () => this.offer(pc);
     pc.onconnectionstatechange = () => this.onConnectionState(pc);
@@ -368,7 +404,7 @@ export class CallConnection extends EventTarget {
     const pc = this.pc;
     this.pc = null;
     if (!pc) return;
-    pc.ontrack = pc.onicecandidate = pc.onnegotiationneeded = null;
+    pc.ontrack = pc.onicecandidate = pc.onnegotiationneeded = pc.onicecandidateerror = null;
     pc.onconnectionstatechange = pc.oniceconnectionstatechange = pc.onsignalingstatechange = null;
     pc.close();
   }

@@ -1,7 +1,7 @@
 """push subscriptions remember the session (auth token) that registered them, so that
 logging out of that session stops the device's pushes
 
-Revision ID: 0011_issue_15b
+Revision ID: 0011
 Revises: 0010
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_issue_15b"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
