@@ -1,0 +1,101 @@
+"""The Engine.IO server under python-socketio, lighter per idle connection.
+
+python-engineio gives every socket an `asyncio.Queue` for its outgoing packets: four
+deques (getters, putters, items, and the `join` event's waiters) of ~760 bytes each
+before anything is queued, and its writer waits with `asyncio.wait_for(queue.get())`,
+which on Python 3.11 wraps the `get()` coroutine in a Task of its own: ~4 KB per idle
+connection, about an eighth of what the library costs per socket (bench/idle_memory.py).
+`create_queue` is the library's documented hook for the queue it uses; `SocketQueue`
+keeps the same contract for its one consumer with nothing allocated while idle but the
+waiting writer's future, and `get()` returns that future, so `wait_for` makes no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import engineio
+
+
+class SocketQueue:
+    """An unbounded FIFO with asyncio.Queue's methods as python-engineio uses them (`put`,
+    `put_nowait`, `get`, `get_nowait`, `task_done`, `join`, `qsize`, `empty`)."""
+
+    __slots__ = ("_finished", "_getters", "_items", "_unfinished")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] | None = None  # made on the first packet that has to wait
+        self._getters: list[asyncio.Future[Any]] | None = None  # one writer: one entry
+        self._unfinished = 0
+        self._finished: asyncio.Event | None = None  # made by the first join() that waits
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._unfinished += 1
+        getters = self._getters
+        while getters:
+            getter = getters.pop(0)
+            if not getter.done():  # a getter given up on (wait_for's timeout) is skipped
+                getter.set_result(item)
+                return
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._take(self._items)
+
+    def _take(self, items: deque[Any]) -> Any:
+        item = items.popleft()
+        if not items:
+            self._items = None  # an idle socket keeps no empty deque
+        return item
+
+    def get(self) -> asyncio.Future[Any]:
+        """A future of the next item (awaitable like asyncio.Queue.get(); cancelling it
+        takes nothing off the queue)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._items:
+            future.set_result(self._take(self._items))
+            return future
+        if self._getters is None:
+            self._getters = []
+        elif self._getters and self._getters[0].done():  # given up on, never handed one
+            self._getters = [g for g in self._getters if not g.done()]
+        self._getters.append(future)
+        return future
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._finished is not None:
+            self._finished.set()
+
+    async def join(self) -> None:
+        if self._unfinished == 0:
+            return
+        if self._finished is None or self._finished.is_set():
+            self._finished = asyncio.Event()
+        await self._finished.wait()
+
+
+class LightEngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """python-engineio's server with `SocketQueue` as each socket's outgoing queue."""
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # a bounded queue was asked for: the library's own
+            return super().create_queue(*args, **kwargs)
+        return SocketQueue()

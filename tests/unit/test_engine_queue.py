@@ -1,0 +1,65 @@
+"""signalling/engine.py: the light per-socket queue keeps asyncio.Queue's contract as
+python-engineio uses it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from signalling.engine import LightEngineServer, SocketQueue
+from signalling.transport import StrictServer
+
+
+async def test_items_come_out_in_order_whether_a_getter_waits_or_not() -> None:
+    queue = SocketQueue()
+    waiting = queue.get()
+    queue.put_nowait("a")
+    await queue.put("b")
+    queue.put_nowait("c")
+    assert await waiting == "a"
+    assert queue.qsize() == 2
+    assert await queue.get() == "b"
+    assert queue.get_nowait() == "c"
+    assert queue.empty()
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+
+
+async def test_a_getter_given_up_on_by_wait_for_loses_nothing() -> None:
+    queue = SocketQueue()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(queue.get(), 0.01)
+    queue.put_nowait("kept")
+    assert await asyncio.wait_for(queue.get(), 1) == "kept"
+
+
+async def test_waiting_for_an_item_makes_no_task() -> None:
+    queue = SocketQueue()
+    before = len(asyncio.all_tasks())
+    waiter = asyncio.ensure_future(asyncio.wait_for(queue.get(), 5))
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before + 1  # the waiter itself, nothing for get()
+    queue.put_nowait(1)
+    assert await waiter == 1
+
+
+async def test_join_waits_until_every_item_is_done() -> None:
+    queue = SocketQueue()
+    await queue.join()  # nothing queued: at once
+    queue.put_nowait("x")
+    joined = asyncio.ensure_future(queue.join())
+    await asyncio.sleep(0)
+    assert not joined.done()
+    assert queue.get_nowait() == "x"
+    queue.task_done()
+    await asyncio.wait_for(joined, 1)
+    with pytest.raises(ValueError):
+        queue.task_done()
+
+
+def test_the_socketio_server_runs_on_the_light_engine() -> None:
+    sio = StrictServer(async_mode="aiohttp")
+    assert isinstance(sio.eio, LightEngineServer)
+    assert isinstance(sio.eio.create_queue(), SocketQueue)
+    assert isinstance(sio.eio.create_queue(maxsize=3), asyncio.Queue)
