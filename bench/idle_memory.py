@@ -55,29 +55,6 @@ def ignore(event: str, data: Any) -> None:
     pass
 
 
-async def start(
-    name: str, argv: Sequence[str], env: dict[str, str], cwd: Path, ready: str
-) -> kit.Server:
-    """A server process (its stderr in `<cwd>/<name>.log`) once `ready` answers 200."""
-    port = kit.free_port()
-    log = (cwd / f"{name}.log").open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        *[a.replace("{port}", str(port)) for a in argv],
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=log,
-    )
-    log.close()
-    server = kit.Server(name, proc, port, cwd / f"{name}.log")
-    try:
-        await kit.wait_ready(server.url, ready, 300)  # tracemalloc slows the start
-    except BaseException:
-        await server.stop()
-        raise
-    return server
-
-
 async def settle(pid: int, seconds: float = 1.0, limit: float = 60.0) -> None:
     """Wait until the server uses under 5 % of a core (welcomes sent, tasks done)."""
     deadline = time.perf_counter() + limit
@@ -113,7 +90,7 @@ async def measure(
         if argv[0] == sys.executable:  # the wrapper runs the script itself
             argv = argv[1:]
         argv = [sys.executable, str(HERE / "traced_serve.py"), str(folder), str(args.frames), *argv]
-    server = await start(target, argv, env, tmp, ready)
+    server = await kit.start_process(target, argv, env, tmp, ready, wait=300)  # tracemalloc: slow
     try:
         await settle(server.pid)
         before = await snapshot(server, folder, 0) if folder else None

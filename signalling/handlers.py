@@ -88,7 +88,7 @@ class Handlers:
         return self._services()
 
     def register(self) -> None:
-        self.sio.on("connect", self.sessions.on_connect)
+        self.sio.on("connect", self.sessions.admit)
         self.sio.on("disconnect", self.sessions.on_disconnect)
         self.sio.on("*", metrics.observed("unknown", self.unknown))
         self.sio.on_reserved = metrics.observed("unknown", self.reserved)
