@@ -8,15 +8,24 @@ connection, about an eighth of what the library costs per socket (bench/idle_mem
 `create_queue` is the library's documented hook for the queue it uses; `SocketQueue`
 keeps the same contract for its one consumer with nothing allocated while idle but the
 waiting writer's future, and `get()` returns that future, so `wait_for` makes no task.
+
+Each socket also keeps a task asleep for `ping_interval` between two pings (~1 KB with its
+frames, future and timer); here the ping is a timer that starts the send when it is due.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
 import engineio
+from engineio import async_socket, packet
+
+# The coroutine python-engineio starts per socket to sleep until the next ping (None if a
+# later version drops it: then its own task runs, as before).
+SEND_PING = getattr(async_socket.AsyncSocket, "_send_ping", None)
 
 
 class SocketQueue:
@@ -93,7 +102,27 @@ class SocketQueue:
 
 
 class LightEngineServer(engineio.AsyncServer):  # type: ignore[misc]
-    """python-engineio's server with `SocketQueue` as each socket's outgoing queue."""
+    """python-engineio's server with `SocketQueue` as each socket's outgoing queue, and its
+    pings on timers instead of a sleeping task per socket."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sending: set[asyncio.Task[Any]] = set()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        if SEND_PING is not None and getattr(target, "__func__", None) is SEND_PING:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.ping_interval, self._ping_due, target.__self__)
+            return None  # python-engineio does not keep the ping's task
+        return super().start_background_task(target, *args, **kwargs)
+
+    def _ping_due(self, socket: Any) -> None:
+        """What `AsyncSocket._send_ping` does after its sleep."""
+        if not socket.closing and not socket.closed:
+            socket.last_ping = time.time()
+            task = super().start_background_task(socket.send, packet.Packet(packet.PING))
+            self._sending.add(task)  # referenced until done (a short send)
+            task.add_done_callback(self._sending.discard)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:  # a bounded queue was asked for: the library's own

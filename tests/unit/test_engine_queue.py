@@ -63,3 +63,22 @@ def test_the_socketio_server_runs_on_the_light_engine() -> None:
     assert isinstance(sio.eio, LightEngineServer)
     assert isinstance(sio.eio.create_queue(), SocketQueue)
     assert isinstance(sio.eio.create_queue(maxsize=3), asyncio.Queue)
+
+
+async def test_a_ping_is_a_timer_not_a_sleeping_task_and_is_sent_when_due() -> None:
+    from engineio import async_socket
+    from engineio import packet as eio_packet
+
+    server = LightEngineServer(async_mode="aiohttp", ping_interval=0.05)
+    sock = async_socket.AsyncSocket(server, "sid")
+    tasks = len(asyncio.all_tasks())
+    sock.schedule_ping()  # what the library does after the handshake and after each pong
+    assert len(asyncio.all_tasks()) == tasks
+    ping = await asyncio.wait_for(sock.queue.get(), 1)
+    assert ping.packet_type == eio_packet.PING
+    assert sock.last_ping is not None
+    sock.closed = True
+    sock.last_ping = 1.0  # a pong came: the next ping is scheduled, then the socket closed
+    sock.schedule_ping()
+    await asyncio.sleep(0.1)
+    assert sock.queue.empty()
