@@ -11,6 +11,13 @@ waiting writer's future, and `get()` returns that future, so `wait_for` makes no
 
 Each socket also keeps a task asleep for `ping_interval` between two pings (~1 KB with its
 frames, future and timer); here the ping is a timer that starts the send when it is due.
+
+python-socketio has Engine.IO hand it each socket's messages one at a time, in the
+socket's reader, so a namespace connect waiting for the database (signalling/admission.py)
+kept that socket's pongs unread: in a reconnect storm of 10,000 clients the server closed
+3,188 sockets for a ping timeout while their connects waited (bench/reconnect_storm.py).
+Here a socket's namespace connect runs beside its reader, and what the socket sends after
+it (and its disconnect) runs after it, in order.
 """
 
 from __future__ import annotations
@@ -101,6 +108,11 @@ class SocketQueue:
         await self._finished.wait()
 
 
+def _is_connect(data: Any) -> bool:
+    """A Socket.IO CONNECT packet (type 0), to any namespace."""
+    return isinstance(data, str) and data[:1] == "0"
+
+
 class LightEngineServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server with `SocketQueue` as each socket's outgoing queue, and its
     pings on timers instead of a sleeping task per socket."""
@@ -108,6 +120,36 @@ class LightEngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sending: set[asyncio.Task[Any]] = set()
+        self._connecting: dict[str, asyncio.Task[Any]] = {}  # sid -> its last pending work
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        sid = args[0] if args and isinstance(args[0], str) else None
+        pending = self._connecting.get(sid) if sid is not None else None
+        if sid is None or event not in ("message", "disconnect"):
+            return await super()._trigger_event(event, *args, **kwargs)
+        if pending is not None:  # after the socket's pending connect, in order
+            work = super()._trigger_event(event, *args, **kwargs)
+            self._beside(sid, self._after(pending, work))
+            return None
+        if event == "message" and len(args) > 1 and _is_connect(args[1]):
+            self._beside(sid, super()._trigger_event(event, *args, **kwargs))
+            return None
+        return await super()._trigger_event(event, *args, **kwargs)
+
+    def _beside(self, sid: str, work: Any) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        self._connecting[sid] = task
+
+        def done(task: asyncio.Task[Any]) -> None:
+            if self._connecting.get(sid) is task:
+                del self._connecting[sid]
+
+        task.add_done_callback(done)
+
+    @staticmethod
+    async def _after(previous: asyncio.Task[Any], work: Any) -> Any:
+        await asyncio.wait([previous])
+        return await work
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         if SEND_PING is not None and getattr(target, "__func__", None) is SEND_PING:

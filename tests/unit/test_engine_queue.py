@@ -82,3 +82,31 @@ async def test_a_ping_is_a_timer_not_a_sleeping_task_and_is_sent_when_due() -> N
     sock.schedule_ping()
     await asyncio.sleep(0.1)
     assert sock.queue.empty()
+
+
+async def test_a_namespace_connect_runs_beside_the_reader_and_what_follows_waits_for_it() -> None:
+    server = LightEngineServer(async_mode="aiohttp")
+    database = asyncio.Event()
+    seen: list[str] = []
+
+    async def message(sid: str, data: str) -> None:
+        if data.startswith("0"):
+            await database.wait()  # the connect waits for its turn at the database
+        seen.append(data)
+
+    async def disconnect(sid: str, reason: str) -> None:
+        seen.append("disconnect")
+
+    server.on("message", message)
+    server.on("disconnect", disconnect)
+    # the reader hands these on one by one: none of them may block it
+    await asyncio.wait_for(server._trigger_event("message", "a", '0{"token":"t"}'), 1)
+    await asyncio.wait_for(server._trigger_event("message", "a", '2["chat:send",{}]'), 1)
+    await asyncio.wait_for(server._trigger_event("disconnect", "a", "ping timeout"), 1)
+    await asyncio.wait_for(server._trigger_event("message", "b", '2["other",{}]'), 1)
+    assert seen == ['2["other",{}]']  # another socket is not held up
+    database.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert seen == ['2["other",{}]', '0{"token":"t"}', '2["chat:send",{}]', "disconnect"]
+    assert not server._connecting
