@@ -190,6 +190,37 @@ async def start_telemed(
     return server
 
 
+async def start_process(
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    cwd: Path,
+    ready: str = "/healthz",
+    *,
+    port: int | None = None,
+    wait: float = 30,
+) -> Server:
+    """Any server command (its stderr in `<cwd>/<name>.log`, appended) on `port` (a free
+    one by default), "{port}" in `argv` replaced by it, once `ready` answers 200."""
+    port = port or free_port()
+    log = (cwd / f"{name}.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        *[a.replace("{port}", str(port)) for a in argv],
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=log,
+    )
+    log.close()
+    server = Server(name, proc, port, cwd / f"{name}.log")
+    try:
+        await wait_ready(server.url, ready, wait)
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
 async def start_python(name: str, script: Path, args: Sequence[str] = ()) -> Server:
     """A Python server script (e.g. bench/bare_relay.py) taking --port."""
     port = free_port()

@@ -18,7 +18,7 @@ def kind_of(event: str) -> str:
     return KIND_OF_EVENT.get(event, "other")
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     """Tokens refill at `rate` per second up to `burst`; an event takes one."""
 
@@ -37,7 +37,7 @@ class Bucket:
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class Budget:
     """The buckets of one socket, made on first use."""
 

@@ -88,7 +88,7 @@ class Handlers:
         return self._services()
 
     def register(self) -> None:
-        self.sio.on("connect", self.sessions.on_connect)
+        self.sio.on("connect", self.sessions.admit)
         self.sio.on("disconnect", self.sessions.on_disconnect)
         self.sio.on("*", metrics.observed("unknown", self.unknown))
         self.sio.on_reserved = metrics.observed("unknown", self.reserved)
@@ -197,7 +197,7 @@ class Handlers:
         await self.sio.enter_room(who.sid, queue_room(who.role))
         if who.role in DOCTOR_ROLES:
             await self.sio.enter_room(who.sid, doctor_queue_room(who.user_id))
-        who.watching.add(who.role)
+        who.watching |= {who.role}
         items = await self.services.queue.items(who.role, who.user_id)
         return {
             "role": who.role.value,
@@ -208,7 +208,7 @@ class Handlers:
     async def unwatch_queue(self, who: Participant, p: schemas.Empty) -> Ack:
         await self.sio.leave_room(who.sid, queue_room(who.role))
         await self.sio.leave_room(who.sid, doctor_queue_room(who.user_id))
-        who.watching.discard(who.role)
+        who.watching -= {who.role}
         return {}
 
     async def accept(self, who: Participant, p: schemas.Accept) -> Ack:

@@ -6,16 +6,17 @@ queues and chat live in the database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from signalling.budget import Budget
 from telemed.roles import Role
 
 
-@dataclass
+@dataclass(slots=True)
 class Participant:
-    """A connected socket and who is behind it."""
+    """A connected socket and who is behind it (one per socket: slots, and no set of its
+    own until the staff member watches a queue)."""
 
     sid: str
     user_id: str
@@ -25,7 +26,7 @@ class Participant:
     expires_at: datetime
     checked_at: datetime
     budget: Budget
-    watching: set[Role] = field(default_factory=set)
+    watching: frozenset[Role] = frozenset()
 
 
 class Presence:

@@ -17,6 +17,7 @@ from typing import Any
 
 import socketio
 
+from signalling.admission import Admission, refused
 from signalling.budget import Budget
 from signalling.ice import ice_expiry, ice_servers
 from signalling.manager import cancel_all
@@ -25,7 +26,7 @@ from signalling.publisher import Publisher
 from signalling.transport import Transport, user_room
 from telemed.consultation import counterpart_of
 from telemed.context import Services
-from telemed.errors import ConsentRequired, TelemedError, Unauthorized
+from telemed.errors import ConsentRequired, Unauthorized
 from telemed.events import AccessEnded
 from telemed.roles import Role
 from telemed.services.consultations import view_of
@@ -33,12 +34,7 @@ from telemed.services.live_entry import Entry, Opened, enter
 
 log = logging.getLogger("telemed.signalling.sessions")
 TOKEN_RECHECK = timedelta(seconds=60)
-
-
-def refused(error: TelemedError) -> socketio.exceptions.ConnectionRefusedError:
-    """A refused handshake: the client's `connect_error` gets `message` and
-    `data: {code, message}`, like every other error of ours."""
-    return socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict())
+POOL_SIZE = 5  # SQLAlchemy's default, for a pool that does not say its size
 
 
 def message_id_of(value: Any) -> int:
@@ -72,10 +68,19 @@ class Sessions:
         self._publisher = publisher
         self._staff_left = staff_left
         self._tasks: set[asyncio.Task[None]] = set()
+        self.admission = Admission(self._pool_size)
 
     @property
     def services(self) -> Services:
         return self._services()
+
+    def _pool_size(self) -> int:
+        size = getattr(self.services.db.engine.pool, "size", None)
+        return int(size()) if callable(size) else POOL_SIZE
+
+    async def admit(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        """The connect handler: `on_connect` in turn, always answered (admission.py)."""
+        await self.admission.connect(self.on_connect, sid, environ, auth)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -132,7 +137,8 @@ class Sessions:
         previous = self.presence.add(participant)  # this node's other sockets (one node)
         await self.sio.enter_room(sid, user_room(caller.id))
         await self._replace(previous)
-        self.spawn(self._welcome(participant, entry, after, bool(previous)))
+        welcome = self._welcome(participant, entry, after, bool(previous))
+        self.spawn(self.admission.welcome(welcome))
 
     async def _replace(self, sids: list[str]) -> None:
         """A newer connection of the same user took over: tell each old socket why and

@@ -74,6 +74,7 @@ API = web.AppKey("api", Api)
 SIGNALLING = web.AppKey("signalling", Signalling)
 SCHEDULER = web.AppKey("scheduler", SchedulerRunner)
 Middleware = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SOCKET_PATH = "/socket.io/"  # where python-socketio attaches (its default path)
 
 
 def error_response(error: TelemedError, request: web.Request | None = None) -> web.Response:
@@ -99,7 +100,16 @@ def http_error(exc: web.HTTPException) -> TelemedError:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Middleware) -> web.StreamResponse:
+def errors_middleware(request: web.Request, handler: Middleware) -> Awaitable[web.StreamResponse]:
+    """Errors as data for every request but a Socket.IO WebSocket: its handler runs as long
+    as the socket and answers its own errors, and a middleware awaiting it would keep a
+    frame per idle connection (bench/idle_memory.py)."""
+    if request.path == SOCKET_PATH and request.headers.get("Upgrade", "").lower() == "websocket":
+        return handler(request)
+    return _errors_as_data(request, handler)
+
+
+async def _errors_as_data(request: web.Request, handler: Middleware) -> web.StreamResponse:
     try:
         response = await handler(request)
     except TelemedError as exc:

@@ -103,9 +103,14 @@ def middleware(
     """The door for POSTs to `paths`; `refuse(request, retry_after)` makes the 429."""
 
     @web.middleware
-    async def flood_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def flood_gate(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         if request.method != "POST" or request.path not in paths:
-            return await handler(request)
+            # Handed on, not awaited here: a WebSocket's handler runs as long as the
+            # socket, and a middleware awaiting it keeps its frame that long.
+            return handler(request)
+        return gated(request, handler)
+
+    async def gated(request: web.Request, handler: Handler) -> web.StreamResponse:
         address = address_of(request)
         closed = gate.closed_for(address, now())
         if closed is not None:
