@@ -93,13 +93,13 @@ class Sessions:
 
     # --- who is asking ----------------------------------------------------------------------
 
-    async def caller(self, sid: str) -> Participant:
+    async def caller(self, sid: str, now: datetime | None = None) -> Participant:
         """The participant behind a socket; their token is re-checked now and then (the
         pushed `AccessEnded` is the fast path, this the backstop)."""
         who = self.presence.get(sid)
         if who is None:
             raise Unauthorized()
-        now = self.services.clock.now()
+        now = now or self.services.clock.now()
         if now >= who.expires_at or now - who.checked_at > TOKEN_RECHECK:
             try:
                 caller = await self.services.auth.authenticate(who.token)
@@ -177,10 +177,11 @@ class Sessions:
         )
         publisher = self._publisher()
         patient = who.role is Role.PATIENT
-        away: set[str] = set()
+        away = set(entry.rejoined)
         opened = entry.opened
-        if entry.back:  # writes first (the away deadline, a booked one moved on), then reads
-            away, rows = await services.consultations.patient_back(who.user_id)
+        if entry.back:  # a booked consultation waited for them: moved on, then read afresh
+            cleared, rows = await services.consultations.patient_back(who.user_id)
+            away |= cleared
             opened = [Opened(row, None, None) for row in rows]
         for row, facts, messages in ((o.row, o.facts, o.messages) for o in opened):
             await publisher.send_state(row, to_sid=who.sid, patient=patient, facts=facts)

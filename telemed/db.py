@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from telemed import sqlite_onehop
 from telemed.config import DatabaseSettings
 from telemed.events import EVENTS_KEY, DomainEvent, Recorded
 
@@ -56,7 +57,10 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
             settings.url, echo=settings.echo, pool_pre_ping=True, hide_parameters=True
         )
     _prepare_sqlite_file(settings.url)
-    engine = create_async_engine(settings.url, echo=settings.echo, hide_parameters=True)
+    url = make_url(settings.url)
+    if url.get_driver_name() == "aiosqlite":  # the same driver, one trip per statement
+        url = url.set(drivername=f"sqlite+{sqlite_onehop.DRIVER}")
+    engine = create_async_engine(url, echo=settings.echo, hide_parameters=True)
     busy_ms = int(settings.busy_timeout.total_seconds() * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")

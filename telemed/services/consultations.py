@@ -496,20 +496,7 @@ class ConsultationService:
         away: set[str] = set()
         if any(row.patient_away_since is not None for row in rows):
             async with self.db.write() as session:
-                away = set(
-                    (
-                        await session.scalars(
-                            update(Consultation)
-                            .where(
-                                Consultation.patient_id == patient_id,
-                                Consultation.state != State.CLOSED.value,
-                                Consultation.patient_away_since.is_not(None),
-                            )
-                            .values(patient_away_since=None, patient_seen_at=self.clock.now())
-                            .returning(Consultation.id)
-                        )
-                    ).all()
-                )
+                away = await clear_away_in(session, patient_id, self.clock.now())
             rows = await self.open_for(patient_id, Role.PATIENT)
         back = []
         for row in rows:
@@ -572,6 +559,22 @@ class ConsultationService:
             return await self.fire(consultation_id, Event.PATIENT_LEAVES, actor)
         event = patient_leg_end_event(consultant_online and row.consultant_id is not None)
         return await self.fire(consultation_id, event, actor)
+
+
+async def clear_away_in(session: AsyncSession, patient_id: str, now: datetime) -> set[str]:
+    """Clear the patient's away deadlines (they are connected again), within a write
+    session the caller holds; the ids of the consultations they had been away from."""
+    cleared = await session.scalars(
+        update(Consultation)
+        .where(
+            Consultation.patient_id == patient_id,
+            Consultation.state != State.CLOSED.value,
+            Consultation.patient_away_since.is_not(None),
+        )
+        .values(patient_away_since=None, patient_seen_at=now)
+        .returning(Consultation.id)
+    )
+    return set(cleared.all())
 
 
 async def open_in(session: AsyncSession, user_id: str, role: Role) -> list[Consultation]:

@@ -5,11 +5,15 @@ the current consent, which consultations are open for them, and for each what it
 are shown (names, the appointment) and the chat since the client's last message. Asked one
 read session each, that was five sessions per connect; here it is one, so a reconnect storm
 of 10,000 clients costs 10,000 reads of the database instead of 50,000 (docs/performance.md).
+A patient coming back to consultations that marked them away (every patient after a
+restart) adds one write, which clears the deadlines and reads the rest afresh.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
 from telemed.consultation import State
@@ -20,7 +24,7 @@ from telemed.roles import Role
 from telemed.services.auth import Caller, caller_in
 from telemed.services.chat import Message, read_history
 from telemed.services.consent import accepted_in
-from telemed.services.consultations import open_in
+from telemed.services.consultations import clear_away_in, open_in
 from telemed.services.live_facts import Facts, read_facts
 
 
@@ -37,18 +41,21 @@ class Opened:
 @dataclass(frozen=True)
 class Entry:
     """Who connects, whether they may (a patient needs the current consent), and what is
-    open for them. A patient coming back to a consultation that waited for them
-    (`patient_back`: an away deadline to clear, a booked one to move on) gets `back=True`
-    and no `opened`: that path writes first, then reads afresh."""
+    open for them. `rejoined`: the consultations whose away deadline this connect cleared
+    (their counterparts hear `peer:rejoined`). A booked consultation waiting for the patient
+    to connect gets `back=True` and no `opened`: `patient_back` moves it on through the
+    state machine, then reads afresh."""
 
     caller: Caller
     consented: bool
     back: bool
     opened: list[Opened]
+    rejoined: frozenset[str] = frozenset()
 
 
 async def enter(db: Database, clock: Clock, token: str | None, last_message_id: int) -> Entry:
-    """A connect's answers in one read session; Unauthorized for a missing or bad token."""
+    """A connect's answers in one read session (and one write for a patient coming back);
+    Unauthorized for a missing or bad token."""
     if not token:
         raise Unauthorized()
     async with db.read() as session:
@@ -57,18 +64,24 @@ async def enter(db: Database, clock: Clock, token: str | None, last_message_id: 
         if patient and await accepted_in(session, caller.id) is None:
             return Entry(caller, consented=False, back=False, opened=[])
         rows = await open_in(session, caller.id, caller.role)
-        if patient and any(_waited_for(row) for row in rows):
+        if patient and any(_waits_for_patient(row) for row in rows):
             return Entry(caller, consented=True, back=True, opened=[])
-        opened = [
-            Opened(
-                row,
-                await read_facts(session, row),
-                await read_history(session, row.id, last_message_id),
-            )
-            for row in rows
-        ]
-    return Entry(caller, consented=True, back=False, opened=opened)
+        if not (patient and any(row.patient_away_since is not None for row in rows)):
+            return Entry(caller, True, False, await _opened(session, rows, last_message_id))
+    async with db.write() as session:
+        rejoined = frozenset(await clear_away_in(session, caller.id, clock.now()))
+        rows = await open_in(session, caller.id, caller.role)
+        back = any(_waits_for_patient(row) for row in rows)  # the scheduler moved one meanwhile
+        opened = [] if back else await _opened(session, rows, last_message_id)
+        return Entry(caller, consented=True, back=back, opened=opened, rejoined=rejoined)
 
 
-def _waited_for(row: Consultation) -> bool:
-    return row.patient_away_since is not None or row.state == State.WAITING_PATIENT.value
+async def _opened(session: AsyncSession, rows: list[Consultation], after: int) -> list[Opened]:
+    return [
+        Opened(row, await read_facts(session, row), await read_history(session, row.id, after))
+        for row in rows
+    ]
+
+
+def _waits_for_patient(row: Consultation) -> bool:
+    return row.state == State.WAITING_PATIENT.value
