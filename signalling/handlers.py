@@ -44,6 +44,7 @@ P = TypeVar("P", bound=BaseModel)
 Ack = dict[str, Any]
 WATCHERS = frozenset({Role.CONSULTANT, *DOCTOR_ROLES})
 EVERYONE = frozenset({Role.PATIENT, *STAFF_ROLES})
+UNTIMED = frozenset({"signal"})  # the relay's hot path: counted, not timed (telemed/metrics.py)
 
 
 class UnknownEvent(TelemedError):
@@ -115,8 +116,9 @@ class Handlers:
     ) -> None:
         async def wrapped(sid: str, data: Any = None, *extra: Any) -> Ack:
             try:
-                who = await self.sessions.caller(sid)
-                if not who.budget.allows(name, self.services.clock.now()):
+                now = self.services.clock.now()
+                who = await self.sessions.caller(sid, now)
+                if not who.budget.allows(name, now):
                     raise RateLimited(f'Too many "{name}" events; slow down.')
                 if who.role not in roles:
                     raise Forbidden(f'"{name}" is not available to the {who.role.value} role.')
@@ -128,7 +130,7 @@ class Handlers:
                 self.log.exception("event %s failed", name)
                 return error_ack(InternalError())
 
-        self.sio.on(name, metrics.observed(name, wrapped))
+        self.sio.on(name, metrics.observed(name, wrapped, timed=name not in UNTIMED))
 
     def _parse(self, schema: type[P], data: Any, extra: tuple[Any, ...]) -> P:
         if extra:

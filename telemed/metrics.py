@@ -49,10 +49,16 @@ ERRORS = Counter(
     ["transport", "code"],
     registry=None,
 )
+EVENTS = Counter(
+    "telemed_socketio_events_total",
+    "Socket.IO events handled, by event.",
+    ["event"],
+    registry=None,
+)
 EVENT_SECONDS = Histogram(
     "telemed_socketio_event_seconds",
-    "Time from receiving a Socket.IO event to its ack, emits (relays) included; its _count "
-    "is the number of events handled.",
+    "Time from receiving a Socket.IO event to its ack, for events that do more than relay "
+    "(`signal` is only counted: it is the hot path, and its time is the relay's).",
     ["event"],
     buckets=LATENCY_BUCKETS,
     registry=None,
@@ -73,7 +79,7 @@ RELAY_DROPPED = Counter(
     "Socket.IO packets other nodes missed because Redis failed (this node's sockets got them).",
     registry=None,
 )
-_PER_PROCESS = (ERRORS, EVENT_SECONDS, RELAY_SECONDS, RELAY_PUBLISHED, RELAY_DROPPED)
+_PER_PROCESS = (ERRORS, EVENTS, EVENT_SECONDS, RELAY_SECONDS, RELAY_PUBLISHED, RELAY_DROPPED)
 
 Ack = dict[str, Any]
 AckHandler = Callable[..., Awaitable[Ack]]
@@ -89,22 +95,26 @@ def count_socket_error(code: str) -> None:
     ERRORS.labels("socketio", code).inc()
 
 
-def observed(event: str, handler: AckHandler) -> AckHandler:
-    """Wrap a Socket.IO handler that returns an ack: one histogram observe per event (its
-    count is the event count), and the error code counted when the ack is an error."""
-    seconds = EVENT_SECONDS.labels(event)
+def observed(event: str, handler: AckHandler, *, timed: bool = True) -> AckHandler:
+    """Wrap a Socket.IO handler that returns an ack: the event counted (and timed, unless
+    `timed=False`: a relay's histogram would cost more than the relay), and the error code
+    counted when the ack is an error."""
+    count = EVENTS.labels(event).inc
+    seconds = EVENT_SECONDS.labels(event).observe if timed else None
 
-    async def timed(*args: Any) -> Ack:
-        started = time.perf_counter()
+    async def handled(*args: Any) -> Ack:
+        started = time.perf_counter() if seconds is not None else 0.0
         ack = await handler(*args)
-        seconds.observe(time.perf_counter() - started)
+        count()
+        if seconds is not None:
+            seconds(time.perf_counter() - started)
         if not ack.get("ok"):
             error = ack.get("error")
             code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"
             count_socket_error(str(code))
         return ack
 
-    return timed
+    return handled
 
 
 # --- readiness and the state read at scrape time ------------------------------------------

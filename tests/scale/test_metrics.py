@@ -22,6 +22,7 @@ async def test_metrics_follow_clients_queues_waits_breaches_events_and_errors(
     chats = await metric_value(
         a, "telemed_socketio_event_seconds_count", absent=0.0, event="chat:send"
     )
+    signals = await metric_value(a, "telemed_socketio_events_total", absent=0.0, event="signal")
     forbidden = await metric_value(
         a, "telemed_errors_total", absent=0.0, transport="socketio", code="forbidden"
     )
@@ -52,6 +53,7 @@ async def test_metrics_follow_clients_queues_waits_breaches_events_and_errors(
     await consultant.ok("consultation:accept", {"consultation_id": cid})
     await patient.wait_state(cid, "with_consultant")
     await patient.ok("chat:send", {"consultation_id": cid, "text": "hello"})
+    await patient.ok("signal", {"consultation_id": cid, "data": {"type": "offer", "sdp": "v=0"}})
     refused = await patient.call("queue:watch")
     assert refused["error"]["code"] == "forbidden"
     async with a.client.get("/api/v1/me") as resp:
@@ -61,6 +63,15 @@ async def test_metrics_follow_clients_queues_waits_breaches_events_and_errors(
     assert await metric_value(a, "telemed_start_target_breaches_24h") == 1
     after = await metric_value(a, "telemed_socketio_event_seconds_count", event="chat:send")
     assert after == chats + 1
+    assert await metric_value(a, "telemed_socketio_events_total", event="chat:send") >= 1
+    # The relay's hot path is counted, not timed (no histogram observe per signal).
+    assert (
+        await metric_value(a, "telemed_socketio_events_total", event="signal") == signals + 1
+    )
+    assert (
+        await metric_value(a, "telemed_socketio_event_seconds_count", absent=-1.0, event="signal")
+        == -1.0
+    )
     assert (
         await metric_value(a, "telemed_errors_total", transport="socketio", code="forbidden")
         == forbidden + 1
