@@ -6,8 +6,7 @@ callback back into the event loop. A connect's reads took 27 such trips and two 
 its CPU (docs/performance.md). This adapter runs the four steps as one function on that
 thread; the SQL, the transactions and the errors are exactly aiosqlite's.
 
-`create_engine` (telemed/db.py) uses it for `sqlite+aiosqlite` URLs; a URL may also name
-it directly as `sqlite+onehop`.
+`create_engine` (telemed/db.py) uses it for the configured `sqlite+aiosqlite` URL.
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""The one-trip SQLite adapter (telemed/sqlite_onehop.py) answers as aiosqlite's does: rows,
+row counts (the guarded updates that decide races read them), RETURNING, executemany,
+last row ids and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from telemed.config import DatabaseSettings
+from telemed.db import create_engine
+from telemed.sqlite_onehop import OneHopDialect
+
+
+async def test_the_configured_sqlite_url_runs_through_the_one_trip_adapter(tmp_path: Path) -> None:
+    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path}/t.db"))
+    try:
+        assert isinstance(engine.dialect, OneHopDialect)
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+            inserted = await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            assert inserted.lastrowid == 1
+            many = await conn.execute(
+                text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}, {"v": "d"}]
+            )
+            assert many.rowcount == 3
+            guarded = await conn.execute(text("UPDATE t SET v = 'x' WHERE v = 'b' AND id = 2"))
+            assert guarded.rowcount == 1
+            lost = await conn.execute(text("UPDATE t SET v = 'y' WHERE v = 'b'"))
+            assert lost.rowcount == 0
+            returned = await conn.execute(
+                text("UPDATE t SET v = v || '!' WHERE id > 2 RETURNING id")
+            )
+            assert sorted(returned.scalars().all()) == [3, 4]
+            rows = (await conn.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+            assert [tuple(r) for r in rows] == [(1, "a"), (2, "x"), (3, "c!"), (4, "d!")]
+            assert (await conn.execute(text("SELECT v FROM t WHERE id = 99"))).first() is None
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        async with engine.connect() as conn:  # the failed transaction was rolled back
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 4
+    finally:
+        await engine.dispose()
