@@ -60,7 +60,14 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = make_url(settings.url)
     if url.get_driver_name() == "aiosqlite":  # the same driver, one trip per statement
         url = url.set(drivername=f"sqlite+{sqlite_onehop.DRIVER}")
-    engine = create_async_engine(url, echo=settings.echo, hide_parameters=True)
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        hide_parameters=True,
+        # Reads run on the event loop's thread, the rest on aiosqlite's (sqlite_onehop.py),
+        # one statement at a time per connection.
+        connect_args={"check_same_thread": False},
+    )
     busy_ms = int(settings.busy_timeout.total_seconds() * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -1,12 +1,22 @@
-"""SQLite through aiosqlite in one trip to its thread per statement.
+"""SQLite through aiosqlite, with a read costing no trip to a thread and a write one.
 
 SQLAlchemy's aiosqlite adapter makes four trips to aiosqlite's worker thread for every
-statement (open a cursor, execute, fetch, close), each a queue put, a thread wake-up and a
-callback back into the event loop. A connect's reads took 27 such trips and two thirds of
-its CPU (docs/performance.md). This adapter runs the four steps as one function on that
-thread; the SQL, the transactions and the errors are exactly aiosqlite's.
+statement (open a cursor, execute, fetch, close), each a queue put, a thread wake-up, the
+GIL handed over and a callback back into the event loop. A connect's reads took 27 such
+trips and two thirds of its CPU (docs/performance.md). Here:
 
-`create_engine` (telemed/db.py) uses it for the configured `sqlite+aiosqlite` URL.
+- what cannot wait runs on the event loop's own thread: a read outside a write
+  transaction (`SELECT`, a deferred `BEGIN`, the rollback that ends a read session; under
+  WAL a reader never waits for a writer) and every statement inside a write transaction
+  (this process's writers take turns, telemed/db.py, and the one holding the write lock
+  waits for nobody). Each takes the microseconds of its own work, less than one trip
+  (the rows are built holding the GIL either way);
+- what may wait runs in one trip to aiosqlite's thread (execute, fetch and close as one
+  function): `BEGIN IMMEDIATE` (another process may hold the lock, up to `busy_timeout`),
+  the commit (the disk), and anything else outside a write transaction.
+
+The SQL, the transactions and the errors are exactly aiosqlite's. `create_engine`
+(telemed/db.py) uses it for the configured `sqlite+aiosqlite` URL.
 """
 
 from __future__ import annotations
@@ -87,10 +97,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         """Nothing to close: the statement's cursor was closed on the thread."""
 
     async def _trip(self, operation: Any, parameters: Any, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
-            outcome: Outcome = await self._connection._execute(
-                _run, self._connection._conn, operation, parameters, many
-            )
+        adapted: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        conn = self._connection._conn
+        if not many and adapted.runs_here(operation):
+            outcome = _run(conn, operation, parameters, many)
+        else:
+            adapted.writing = adapted.writing or operation == "BEGIN IMMEDIATE"
+            async with adapted._execute_mutex:
+                outcome = await self._connection._execute(_run, conn, operation, parameters, many)
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows)
 
@@ -102,8 +116,35 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """Knows whether it holds the write lock (from `BEGIN IMMEDIATE` to commit or rollback)."""
+
+    __slots__ = ("writing",)
     _cursor_cls = OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.writing = False
+
+    def runs_here(self, operation: str) -> bool:
+        """Whether a statement cannot wait for a lock or the disk (see the module's doc)."""
+        if self.writing:
+            return True  # the write lock is held; the commit goes through `commit()`
+        return operation == "BEGIN" or operation.startswith("SELECT")
+
+    def rollback(self) -> None:
+        if not self.writing and self._connection._connection:
+            self._connection._conn.rollback()  # a read's end: no lock held, nothing to wait for
+            return
+        try:
+            super().rollback()
+        finally:
+            self.writing = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.writing = False
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -545,11 +545,16 @@ class AuthService:
         )
 
 
+# Built once: every connect and REST call runs it (a statement built per call costs more
+# than the read; docs/performance.md).
+_TOKEN_BY_DIGEST = select(AuthToken).where(AuthToken.token_hash == bindparam("digest"))
+
+
 async def caller_in(session: AsyncSession, token: str | None, now: datetime) -> Caller:
     """AuthService.authenticate within a session the caller holds."""
     if not token:
         raise Unauthorized()
-    row = await session.scalar(select(AuthToken).where(AuthToken.token_hash == token_digest(token)))
+    row = await session.scalar(_TOKEN_BY_DIGEST, {"digest": token_digest(token)})
     if row is None or row.revoked_at is not None:
         raise Unauthorized("The session is not valid; log in again.")
     if row.expires_at <= now:

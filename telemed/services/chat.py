@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -108,20 +108,23 @@ class ChatService:
             return await read_history(session, consultation_id, after_id)
 
 
+_HISTORY = (  # built once: every connect reads it
+    select(ChatMessage)
+    .where(
+        ChatMessage.consultation_id == bindparam("consultation_id"),
+        ChatMessage.id > bindparam("after_id"),
+    )
+    .order_by(ChatMessage.id)
+    .limit(HISTORY_LIMIT)
+)
+
+
 async def read_history(
     session: AsyncSession, consultation_id: str, after_id: int = 0
 ) -> list[Message]:
     """ChatService.history within a session the caller holds (one read for a whole connect)."""
     rows = (
-        await session.scalars(
-            select(ChatMessage)
-            .where(
-                ChatMessage.consultation_id == consultation_id,
-                ChatMessage.id > after_id,
-            )
-            .order_by(ChatMessage.id)
-            .limit(HISTORY_LIMIT)
-        )
+        await session.scalars(_HISTORY, {"consultation_id": consultation_id, "after_id": after_id})
     ).all()
     ids = [r.id for r in rows]
     attached: dict[int, list[AttachedDocument]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -93,15 +93,18 @@ class ConsentService:
             record_event(session, AccessEnded(patient_id, EndReason.CONSENT_WITHDRAWN))
 
 
+_ACCEPTED = (  # built once: every patient's connect asks it
+    select(ConsentRecord.accepted_at)
+    .where(
+        ConsentRecord.patient_id == bindparam("patient_id"),
+        ConsentRecord.version == bindparam("version"),
+        ConsentRecord.withdrawn_at.is_(None),
+    )
+    .order_by(ConsentRecord.accepted_at.desc())
+    .limit(1)
+)
+
+
 async def accepted_in(session: AsyncSession, patient_id: str) -> datetime | None:
     """ConsentService.accepted_at within a session the caller holds."""
-    return await session.scalar(
-        select(ConsentRecord.accepted_at)
-        .where(
-            ConsentRecord.patient_id == patient_id,
-            ConsentRecord.version == current_version(),
-            ConsentRecord.withdrawn_at.is_(None),
-        )
-        .order_by(ConsentRecord.accepted_at.desc())
-        .limit(1)
-    )
+    return await session.scalar(_ACCEPTED, {"patient_id": patient_id, "version": current_version()})

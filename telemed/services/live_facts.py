@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.consultation import counterpart_of
@@ -50,6 +50,18 @@ async def facts_and_history(
         return await read_facts(session, row), await read_history(session, row.id, after_id)
 
 
+# Built once: every connect reads them (docs/performance.md).
+_ANY_DOCUMENT = (
+    select(ConsultationDocument.document_id)
+    .where(ConsultationDocument.consultation_id == bindparam("consultation_id"))
+    .limit(1)
+)
+_OPEN_LEG = select(ConsultationLeg.id).where(
+    ConsultationLeg.consultation_id == bindparam("consultation_id"),
+    ConsultationLeg.ended_at.is_(None),
+)
+
+
 async def read_facts(session: AsyncSession, row: Consultation) -> Facts:
     """facts_of within a session the caller holds (one read for a whole connect)."""
     staff_id = counterpart_of(view_of(row))
@@ -59,21 +71,9 @@ async def read_facts(session: AsyncSession, row: Consultation) -> Facts:
     doctor = await session.get(Staff, appointment.doctor_id) if appointment else None
     missing = False
     if appointment is not None and appointment.requires_documents:
-        added = await session.scalar(
-            select(ConsultationDocument.document_id)
-            .where(ConsultationDocument.consultation_id == row.id)
-            .limit(1)
-        )
+        added = await session.scalar(_ANY_DOCUMENT, {"consultation_id": row.id})
         missing = added is None
-    leg_id = (
-        await session.scalar(
-            select(ConsultationLeg.id).where(
-                ConsultationLeg.consultation_id == row.id, ConsultationLeg.ended_at.is_(None)
-            )
-        )
-        if staff_id
-        else None
-    )
+    leg_id = await session.scalar(_OPEN_LEG, {"consultation_id": row.id}) if staff_id else None
     return Facts(
         patient={"role": "patient", "name": patient.full_name} if patient else None,
         counterpart={"role": staff.role, "name": staff.full_name} if staff else None,
