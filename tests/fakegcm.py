@@ -40,10 +40,6 @@ that then drops is lost. Chromium logs in again right after its first push regis
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
-import hashlib
-import ipaddress
 import os
 import socket
 import ssl
@@ -57,10 +53,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from certkit import self_signed
 from pushservice import TOPIC, b64url, check_vapid
 
 PUSH_HOST = "jmt17.google.com"  # where Debian's Chromium says its subscriptions live
@@ -134,44 +127,6 @@ def checkin_response(android_id: int, security_token: int) -> bytes:
 
 
 # --- the certificate both Chromium and the application server meet -------------------------
-
-
-def _certificate(directory: Path) -> tuple[Path, Path, str]:
-    """A self-signed certificate for jmt17.google.com and 127.0.0.1: (cert, key, SPKI hash
-    as Chromium's --ignore-certificate-errors-spki-list takes it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PUSH_HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(PUSH_HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "fakegcm-cert.pem", directory / "fakegcm-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    spki = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return cert_path, key_path, base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 class _ToFake(AbstractResolver):
@@ -253,7 +208,8 @@ class FakeGcm:
     # -- life --
 
     async def start(self) -> FakeGcm:
-        cert, key, self.spki = _certificate(self.directory)
+        made = self_signed(self.directory, "fakegcm", PUSH_HOST, "127.0.0.1", ca=True)
+        cert, key, self.spki = made.cert, made.key, made.spki_sha256
         server_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ssl.load_cert_chain(cert, key)
         self._client_ssl = ssl.create_default_context(cafile=str(cert))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as dt
 import os
 import secrets
 import shutil
@@ -22,10 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from certkit import self_signed
+from cryptography.hazmat.primitives import serialization
 
 CLONE_NEWNET = 0x40000000
 REALM = "telemed.test"
@@ -77,46 +74,6 @@ def free_port(host: str = "127.0.0.1", namespace: str | None = None) -> int:
     return in_netns(namespace, pick)
 
 
-def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
-    """A self-signed certificate (and its key) for `host`, valid for a day."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turn.telemed.test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("turn.telemed.test"), x509.IPAddress(_ip_address(host))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "turn-cert.pem", directory / "turn-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
-def _ip_address(host: str) -> Any:
-    import ipaddress
-
-    return ipaddress.ip_address(host)
-
-
 def stun_binding(host: str, port: int, timeout: float = 0.5) -> bool:
     """Whether a STUN Binding request over UDP gets a success response (RFC 5389)."""
     txid = secrets.token_bytes(12)
@@ -162,7 +119,14 @@ class Coturn:
         self.tls_port = free_port(host, namespace)
         while self.tls_port == self.port:
             self.tls_port = free_port(host, namespace)
-        self.cert, self.key = self_signed(workdir, host)
+        made = self_signed(
+            workdir,
+            "turn",
+            "turn.telemed.test",
+            host,
+            key_format=serialization.PrivateFormat.TraditionalOpenSSL,
+        )
+        self.cert, self.key = made.cert, made.key
         self.config = workdir / "turnserver.conf"
         self.log = workdir / "turnserver.log"
         self.proc: subprocess.Popen[bytes] | None = None
