@@ -69,6 +69,22 @@ _END_LEG = update(_LEGS).where(
     _LEGS.c.consultation_id == bindparam("b_consultation_id"), _LEGS.c.ended_at.is_(None)
 )
 _START_LEG = insert(_LEGS)
+# The longest-waiting consultation of a queue that the actor may take; on PostgreSQL the
+# first one no other accept has locked.
+_FIRST_WAITING = (
+    select(Consultation)
+    .where(
+        Consultation.state == bindparam("b_state"),
+        Consultation.queue_role == bindparam("b_role"),
+        or_(
+            Consultation.target_doctor_id.is_(None),
+            Consultation.target_doctor_id == bindparam("b_actor"),
+        ),
+    )
+    .order_by(Consultation.queued_at, Consultation.id)
+    .limit(1)
+)
+_FIRST_WAITING_NOT_LOCKED = _FIRST_WAITING.with_for_update(skip_locked=True)
 
 
 class TooEarly(InvalidState):
@@ -386,23 +402,10 @@ class ConsultationService:
         waiting = (
             State.WAITING_CONSULTANT if actor.role is Role.CONSULTANT else State.WAITING_DOCTOR
         )
-        first = (
-            select(Consultation)
-            .where(
-                Consultation.state == waiting.value,
-                Consultation.queue_role == actor.role.value,
-                or_(
-                    Consultation.target_doctor_id.is_(None),
-                    Consultation.target_doctor_id == actor.id,
-                ),
-            )
-            .order_by(Consultation.queued_at, Consultation.id)
-            .limit(1)
-        )
-        if not self.db.is_sqlite:
-            first = first.with_for_update(skip_locked=True)
+        first = _FIRST_WAITING if self.db.is_sqlite else _FIRST_WAITING_NOT_LOCKED
+        params = {"b_state": waiting.value, "b_role": actor.role.value, "b_actor": actor.id}
         async with self.db.write() as session:
-            row = await session.scalar(first)
+            row = await session.scalar(first, params)
             if row is None:
                 raise QueueEmpty()
             return await self._move(session, row, event, actor)

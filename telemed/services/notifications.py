@@ -63,7 +63,10 @@ async def queue_notes(session: AsyncSession, now: datetime, notes: Sequence[Note
     """Queue messages in the outbox in `session`'s transaction (one prebuilt INSERT, no
     unit-of-work flush); patients also get an entry in their list and a live
     `notification:new`."""
-    patients = {n.recipient_id for n in notes if n.role is Role.PATIENT}
+    # Only words naming a time (a `starts_at`) need the patient's zone (notify.messages).
+    patients = {
+        n.recipient_id for n in notes if n.role is Role.PATIENT and "starts_at" in n.payload
+    }
     zones: dict[str, str | None] = {}
     if patients:
         zones = {
