@@ -72,6 +72,11 @@ class Presence:
     def sids(self, user_id: str) -> list[str]:
         return sorted(self._by_user.get(user_id, set()))
 
+    def any_here(self, role: Role) -> bool:
+        """Whether a socket of this role is connected to this node (a scan: asked by the
+        place pass, at most once a second)."""
+        return any(p.role is role for p in self._by_sid.values())
+
     def count(self, role: Role) -> int:
         """Users of a role with at least one socket (for the wait estimate)."""
         return len({p.user_id for p in self._by_sid.values() if p.role is role})

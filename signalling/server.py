@@ -29,6 +29,7 @@ from signalling.transport import StrictServer, TextPacket, Transport
 from telemed.config import Settings
 from telemed.context import SERVICES, Services
 from telemed.events import AccessEnded, DomainEvent
+from telemed.roles import Role
 from telemed.services.places import PlaceNotifier
 
 log = logging.getLogger("telemed.signalling")
@@ -113,6 +114,7 @@ class Signalling:
             services.clock,
             self.settings.signalling.queue_refresh_interval.total_seconds(),
             here=lambda user_id: bool(self.presence.sids(user_id)),
+            patients_here=lambda: self.presence.any_here(Role.PATIENT),
             staff_online=self.presence.count,
             tell=lambda user_id, state: self.transport.to_user(
                 user_id, "consultation:state", state

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -70,6 +71,11 @@ IdCol = String(32)
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), date: Date()}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, typed as one, for Core statements built once on hot paths."""
+    return model.metadata.tables[model.__tablename__]
 
 
 class Patient(Base):

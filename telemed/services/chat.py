@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telemed.clock import Clock
 from telemed.db import Database
 from telemed.errors import ValidationFailed
-from telemed.models import ChatMessage, ChatMessageDocument, Document
+from telemed.models import ChatMessage, ChatMessageDocument, Document, table_of
 
 MAX_TEXT = 4000
 HISTORY_LIMIT = 500
@@ -108,13 +108,21 @@ class ChatService:
             return await read_history(session, consultation_id, after_id)
 
 
-_HISTORY = (  # built once: every connect reads it
-    select(ChatMessage)
-    .where(
-        ChatMessage.consultation_id == bindparam("consultation_id"),
-        ChatMessage.id > bindparam("after_id"),
+_MESSAGES = table_of(ChatMessage)
+_HISTORY = (  # built once, Core columns (no ORM loading): every connect and accept reads it
+    select(
+        _MESSAGES.c.id,
+        _MESSAGES.c.consultation_id,
+        _MESSAGES.c.sender_role,
+        _MESSAGES.c.sender_id,
+        _MESSAGES.c.text,
+        _MESSAGES.c.created_at,
     )
-    .order_by(ChatMessage.id)
+    .where(
+        _MESSAGES.c.consultation_id == bindparam("consultation_id"),
+        _MESSAGES.c.id > bindparam("after_id"),
+    )
+    .order_by(_MESSAGES.c.id)
     .limit(HISTORY_LIMIT)
 )
 
@@ -123,9 +131,8 @@ async def read_history(
     session: AsyncSession, consultation_id: str, after_id: int = 0
 ) -> list[Message]:
     """ChatService.history within a session the caller holds (one read for a whole connect)."""
-    rows = (
-        await session.scalars(_HISTORY, {"consultation_id": consultation_id, "after_id": after_id})
-    ).all()
+    params = {"consultation_id": consultation_id, "after_id": after_id}
+    rows = (await session.execute(_HISTORY, params)).all()
     ids = [r.id for r in rows]
     attached: dict[int, list[AttachedDocument]] = {}
     if ids:

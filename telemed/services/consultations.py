@@ -4,7 +4,8 @@ The guarded update (`WHERE id = :id AND state = :old AND version = :v`) in
 one transaction is what makes two consultants accepting the same patient end
 with one success and one `already_taken`, on SQLite and PostgreSQL alike.
 The same transaction records the legs (who served the patient from when to
-when) and the audit entry.
+when) and the audit entry. A move's writes are Core statements built once (no unit-of-work
+flush, no statement built per call): moves are the hot path of the live queue.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -46,14 +47,44 @@ from telemed.models import (
     ConsultationLeg,
     Patient,
     Staff,
+    table_of,
 )
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.routing import duty_role_for
-from telemed.services.audit import Who, record
+from telemed.services.audit import Who, record, write_entry
 from telemed.services.notifications import Note, queue_notes
 
 _WITH_STAFF = {State.WITH_CONSULTANT, State.WITH_DOCTOR}
 _WAITING = {State.WAITING_CONSULTANT, State.WAITING_DOCTOR}
+
+_CONSULTATIONS = table_of(Consultation)
+_LEGS = table_of(ConsultationLeg)
+# The columns a move sets come as parameters (their names); the guard as `b_*` ones.
+_GUARDED_UPDATE = update(_CONSULTATIONS).where(
+    _CONSULTATIONS.c.id == bindparam("b_id"),
+    _CONSULTATIONS.c.state == bindparam("b_state"),
+    _CONSULTATIONS.c.version == bindparam("b_version"),
+)
+_END_LEG = update(_LEGS).where(
+    _LEGS.c.consultation_id == bindparam("b_consultation_id"), _LEGS.c.ended_at.is_(None)
+)
+_START_LEG = insert(_LEGS)
+# The longest-waiting consultation of a queue that the actor may take; on PostgreSQL the
+# first one no other accept has locked.
+_FIRST_WAITING = (
+    select(Consultation)
+    .where(
+        Consultation.state == bindparam("b_state"),
+        Consultation.queue_role == bindparam("b_role"),
+        or_(
+            Consultation.target_doctor_id.is_(None),
+            Consultation.target_doctor_id == bindparam("b_actor"),
+        ),
+    )
+    .order_by(Consultation.queued_at, Consultation.id)
+    .limit(1)
+)
+_FIRST_WAITING_NOT_LOCKED = _FIRST_WAITING.with_for_update(skip_locked=True)
 
 
 class TooEarly(InvalidState):
@@ -270,16 +301,8 @@ class ConsultationService:
         before = view_of(row)
         move = decide(before, event, actor, queue_role=queue_role, doctor_id=doctor_id)
         values = self._columns(row, move, now, outcome)
-        result = await session.execute(
-            update(Consultation)
-            .where(
-                Consultation.id == row.id,
-                Consultation.state == move.old.value,
-                Consultation.version == row.version,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        guard = {"b_id": row.id, "b_state": move.old.value, "b_version": row.version}
+        result = await session.execute(_GUARDED_UPDATE, {**values, **guard})
         if result.rowcount != 1:  # type: ignore[attr-defined]
             if event in (Event.CONSULTANT_ACCEPTS, Event.DOCTOR_ACCEPTS):
                 raise AlreadyTaken()
@@ -289,7 +312,7 @@ class ConsultationService:
         after = values.get("consultant_id", row.consultant_id)
         consultant_id = after if isinstance(after, str) else None
         await self._record_legs(session, row.id, move, consultant_id, actor, now)
-        record(
+        await write_entry(
             session,
             at=now,
             who=Who(actor.role, actor.id, client_addr),
@@ -349,14 +372,8 @@ class ConsultationService:
     ) -> None:
         """End the leg that the move ends; start the one it starts."""
         if move.old in _WITH_STAFF:
-            await session.execute(
-                update(ConsultationLeg)
-                .where(
-                    ConsultationLeg.consultation_id == consultation_id,
-                    ConsultationLeg.ended_at.is_(None),
-                )
-                .values(ended_at=now, end_reason=move.event.value)
-            )
+            ended = {"ended_at": now, "end_reason": move.event.value}
+            await session.execute(_END_LEG, {**ended, "b_consultation_id": consultation_id})
         if move.new is State.WITH_CONSULTANT:
             staff_id = consultant_id
             role = Role.CONSULTANT
@@ -364,14 +381,8 @@ class ConsultationService:
             staff_id, role = actor.id, actor.role
         else:
             return
-        session.add(
-            ConsultationLeg(
-                consultation_id=consultation_id,
-                staff_id=str(staff_id),
-                role=role.value,
-                started_at=now,
-            )
-        )
+        started = {"staff_id": str(staff_id), "role": role.value, "started_at": now}
+        await session.execute(_START_LEG, {**started, "consultation_id": consultation_id})
 
     async def _current_consultant(self, consultation_id: str) -> str | None:
         async with self.db.read() as session:
@@ -391,23 +402,10 @@ class ConsultationService:
         waiting = (
             State.WAITING_CONSULTANT if actor.role is Role.CONSULTANT else State.WAITING_DOCTOR
         )
-        first = (
-            select(Consultation)
-            .where(
-                Consultation.state == waiting.value,
-                Consultation.queue_role == actor.role.value,
-                or_(
-                    Consultation.target_doctor_id.is_(None),
-                    Consultation.target_doctor_id == actor.id,
-                ),
-            )
-            .order_by(Consultation.queued_at, Consultation.id)
-            .limit(1)
-        )
-        if not self.db.is_sqlite:
-            first = first.with_for_update(skip_locked=True)
+        first = _FIRST_WAITING if self.db.is_sqlite else _FIRST_WAITING_NOT_LOCKED
+        params = {"b_state": waiting.value, "b_role": actor.role.value, "b_actor": actor.id}
         async with self.db.write() as session:
-            row = await session.scalar(first)
+            row = await session.scalar(first, params)
             if row is None:
                 raise QueueEmpty()
             return await self._move(session, row, event, actor)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.clock import Clock
@@ -22,7 +22,7 @@ from telemed.db import Database
 from telemed.errors import NotFound
 from telemed.events import UserMessage
 from telemed.events import record as record_event
-from telemed.models import Notification, Patient, new_id
+from telemed.models import Notification, Patient, new_id, table_of
 from telemed.notify.messages import compose
 from telemed.roles import Role
 
@@ -60,9 +60,13 @@ def notification_item(row: Notification, zone: str | None) -> dict[str, Any]:
 
 
 async def queue_notes(session: AsyncSession, now: datetime, notes: Sequence[Note]) -> None:
-    """Queue messages in the outbox in `session`'s transaction; patients also get an entry
-    in their list and a live `notification:new`."""
-    patients = {n.recipient_id for n in notes if n.role is Role.PATIENT}
+    """Queue messages in the outbox in `session`'s transaction (one prebuilt INSERT, no
+    unit-of-work flush); patients also get an entry in their list and a live
+    `notification:new`."""
+    # Only words naming a time (a `starts_at`) need the patient's zone (notify.messages).
+    patients = {
+        n.recipient_id for n in notes if n.role is Role.PATIENT and "starts_at" in n.payload
+    }
     zones: dict[str, str | None] = {}
     if patients:
         zones = {
@@ -71,27 +75,31 @@ async def queue_notes(session: AsyncSession, now: datetime, notes: Sequence[Note
                 select(Patient.id, Patient.timezone).where(Patient.id.in_(patients))
             )
         }
-    rows: list[Notification] = []
+    rows: list[dict[str, Any]] = []
     for note in notes:
         channels = note.channels + ((APP,) if note.role is Role.PATIENT else ())
         for channel in channels:
-            row = Notification(
-                id=new_id(),
-                dedupe_key=f"{note.key}:{channel}",
-                recipient_role=note.role.value,
-                recipient_id=note.recipient_id,
-                channel=channel,
-                kind=note.kind,
-                payload=note.payload,
-                created_at=now,
-                sent_at=now if channel in DELIVERED_WHEN_QUEUED else None,
-                attempts=0,
-            )
+            row: dict[str, Any] = {
+                "id": new_id(),
+                "dedupe_key": f"{note.key}:{channel}",
+                "recipient_role": note.role.value,
+                "recipient_id": note.recipient_id,
+                "channel": channel,
+                "kind": note.kind,
+                "payload": note.payload,
+                "created_at": now,
+                "sent_at": now if channel in DELIVERED_WHEN_QUEUED else None,
+                "attempts": 0,
+            }
             rows.append(row)
             if channel == APP:
-                item = notification_item(row, zones.get(note.recipient_id))
+                item = notification_item(Notification(**row), zones.get(note.recipient_id))
                 record_event(session, UserMessage(note.recipient_id, "notification:new", item))
-    session.add_all(rows)
+    if rows:
+        await session.execute(_INSERT, rows)
+
+
+_INSERT = insert(table_of(Notification))
 
 
 class NotificationService:

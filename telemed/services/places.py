@@ -5,7 +5,8 @@ O(queue) messages per accept. Changes only mark their queue; a pass, at most eve
 `signalling.queue_refresh_interval`, reads each marked queue once (one light query) and
 tells the patients connected to this node whose place or estimate changed since they were
 last told. Every node does this for its own patients; a change on another node marks the
-queues here too.
+queues here too. A node with no patient connected reads nothing: a long queue costs its
+accepts nothing then.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class PlaceNotifier:
         clock: Clock,
         interval: float,
         here: Callable[[str], bool],
+        patients_here: Callable[[], bool],
         staff_online: Callable[[Role], int],
         tell: Tell,
     ) -> None:
@@ -40,6 +42,7 @@ class PlaceNotifier:
         self.clock = clock
         self.interval = interval
         self.here = here  # whether a patient has a socket on this node
+        self.patients_here = patients_here  # whether any patient has one
         self.staff_online = staff_online
         self.tell = tell  # (patient_id, consultation:state payload)
         self._dirty: set[Role] = set()
@@ -74,6 +77,9 @@ class PlaceNotifier:
     async def tell_places(self, role: Role) -> None:
         """One read of the queue; one `consultation:state` per patient here whose place
         moved."""
+        if not self.patients_here():  # nobody here to tell: no read of the whole queue
+            self._told[role] = {}
+            return
         waiting = await self.queue.waiting(role)
         online = self.staff_online(role)
         server_time = self.clock.now().isoformat()
