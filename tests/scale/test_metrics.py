@@ -65,9 +65,7 @@ async def test_metrics_follow_clients_queues_waits_breaches_events_and_errors(
     assert after == chats + 1
     assert await metric_value(a, "telemed_socketio_events_total", event="chat:send") >= 1
     # The relay's hot path is counted, not timed (no histogram observe per signal).
-    assert (
-        await metric_value(a, "telemed_socketio_events_total", event="signal") == signals + 1
-    )
+    assert await metric_value(a, "telemed_socketio_events_total", event="signal") == signals + 1
     assert (
         await metric_value(a, "telemed_socketio_event_seconds_count", absent=-1.0, event="signal")
         == -1.0
