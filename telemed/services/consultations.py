@@ -570,6 +570,8 @@ _CLEAR_AWAY = (
     )
     .values(patient_away_since=None, patient_seen_at=bindparam("seen_at"))
     .returning(Consultation.id)
+    # The rows are read afresh after it: no objects of the session to bring up to date.
+    .execution_options(synchronize_session=False)
 )
 _OPEN_FOR_PATIENT = select(Consultation).where(
     Consultation.patient_id == bindparam("user_id"), Consultation.state != State.CLOSED.value

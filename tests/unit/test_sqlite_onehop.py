@@ -45,3 +45,34 @@ async def test_the_configured_sqlite_url_runs_through_the_one_trip_adapter(tmp_p
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 4
     finally:
         await engine.dispose()
+
+
+async def test_a_write_that_cannot_get_the_lock_fails_as_sqlalchemy_says(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE goes straight to the driver (telemed/db.py); a locked database still
+    surfaces as SQLAlchemy's OperationalError, after busy_timeout."""
+    from datetime import timedelta
+
+    from sqlalchemy.exc import OperationalError
+
+    from telemed.db import Database
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    holder = Database(create_engine(DatabaseSettings(url=url)))
+    waiter = Database(
+        create_engine(DatabaseSettings(url=url, busy_timeout=timedelta(milliseconds=50)))
+    )
+    try:
+        async with holder.write() as session:
+            await session.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        async with holder.write() as session:
+            await session.execute(text("INSERT INTO t DEFAULT VALUES"))
+            with pytest.raises(OperationalError, match="locked"):
+                async with waiter.write() as other:
+                    await other.execute(text("INSERT INTO t DEFAULT VALUES"))
+        async with waiter.write() as other:  # free again: the waiter's connection still works
+            await other.execute(text("INSERT INTO t DEFAULT VALUES"))
+        async with waiter.read() as other:
+            assert (await other.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+    finally:
+        await holder.dispose()
+        await waiter.dispose()
