@@ -561,17 +561,15 @@ class ConsultationService:
 
 # The statements every connect runs, built once (one built per call costs more than the
 # read itself; docs/performance.md).
-_CLEAR_AWAY = (
-    update(Consultation)
+_CLEAR_AWAY = (  # Core: the rows are read afresh after it, no session objects to update
+    update(_CONSULTATIONS)
     .where(
-        Consultation.patient_id == bindparam("patient"),
-        Consultation.state != State.CLOSED.value,
-        Consultation.patient_away_since.is_not(None),
+        _CONSULTATIONS.c.patient_id == bindparam("patient"),
+        _CONSULTATIONS.c.state != State.CLOSED.value,
+        _CONSULTATIONS.c.patient_away_since.is_not(None),
     )
     .values(patient_away_since=None, patient_seen_at=bindparam("seen_at"))
-    .returning(Consultation.id)
-    # The rows are read afresh after it: no objects of the session to bring up to date.
-    .execution_options(synchronize_session=False)
+    .returning(_CONSULTATIONS.c.id)
 )
 _OPEN_FOR_PATIENT = select(Consultation).where(
     Consultation.patient_id == bindparam("user_id"), Consultation.state != State.CLOSED.value

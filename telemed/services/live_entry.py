@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from telemed.clock import Clock
 from telemed.consultation import State
@@ -54,8 +55,8 @@ class Entry:
 
 
 async def enter(db: Database, clock: Clock, token: str | None, last_message_id: int) -> Entry:
-    """A connect's answers in one read session (and one write for a patient coming back);
-    Unauthorized for a missing or bad token."""
+    """A connect's answers in one read session (and, for a patient coming back, one short
+    write that clears the away deadlines); Unauthorized for a missing or bad token."""
     if not token:
         raise Unauthorized()
     async with db.read() as session:
@@ -66,14 +67,23 @@ async def enter(db: Database, clock: Clock, token: str | None, last_message_id: 
         rows = await open_in(session, caller.id, caller.role)
         if patient and any(_waits_for_patient(row) for row in rows):
             return Entry(caller, consented=True, back=True, opened=[])
-        if not (patient and any(row.patient_away_since is not None for row in rows)):
-            return Entry(caller, True, False, await _opened(session, rows, last_message_id))
+        opened = await _opened(session, rows, last_message_id)
+    away = {row.id for row in rows if row.patient_away_since is not None}
+    if not (patient and away):
+        return Entry(caller, consented=True, back=False, opened=opened)
+    now = clock.now()
     async with db.write() as session:
-        rejoined = frozenset(await clear_away_in(session, caller.id, clock.now()))
-        rows = await open_in(session, caller.id, caller.role)
-        back = any(_waits_for_patient(row) for row in rows)  # the scheduler moved one meanwhile
-        opened = [] if back else await _opened(session, rows, last_message_id)
-        return Entry(caller, consented=True, back=back, opened=opened, rejoined=rejoined)
+        rejoined = frozenset(await clear_away_in(session, caller.id, now))
+        if rejoined != away:  # something moved since the read: read again, in this transaction
+            rows = await open_in(session, caller.id, caller.role)
+            back = any(_waits_for_patient(row) for row in rows)
+            opened = [] if back else await _opened(session, rows, last_message_id)
+            return Entry(caller, consented=True, back=back, opened=opened, rejoined=rejoined)
+    for row in rows:  # as the write left them
+        if row.id in rejoined:
+            set_committed_value(row, "patient_away_since", None)
+            set_committed_value(row, "patient_seen_at", now)
+    return Entry(caller, consented=True, back=False, opened=opened, rejoined=rejoined)
 
 
 async def _opened(session: AsyncSession, rows: list[Consultation], after: int) -> list[Opened]:
