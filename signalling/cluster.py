@@ -12,6 +12,7 @@ from aiohttp import web
 from signalling.manager import RedisManager, wait_for_event
 from signalling.presence import Presence
 from signalling.redis_presence import RedisPresence
+from signalling.transport import DirectEmit
 from telemed.config import Settings
 
 log = logging.getLogger("telemed.signalling.cluster")
@@ -35,6 +36,8 @@ class Cluster:
                 config.url, config.prefix, config.presence_ttl.total_seconds()
             )
             self.presence = self.shared
+        # What python-socketio delivers through: Redis between nodes, or this node alone.
+        self.client_manager: DirectEmit = self.manager or DirectEmit()
 
     async def start(self) -> None:
         """Subscribe before the first client comes, so nothing sent to it is missed."""

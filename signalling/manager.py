@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import telemed.metrics as metrics
+from signalling.transport import DirectEmit
 from telemed.events import AccessEnded, EndReason
 
 log = logging.getLogger("telemed.signalling.redis")
@@ -120,8 +121,9 @@ async def subscribed_messages(
             await client.aclose()
 
 
-class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """The Socket.IO client manager of a node when `redis.url` is set."""
+class RedisManager(socketio.AsyncRedisManager, DirectEmit):  # type: ignore[misc]
+    """The Socket.IO client manager of a node when `redis.url` is set (local deliveries
+    through `DirectEmit`, which the library's pub/sub manager calls for them)."""
 
     name = "telemed-redis"
 

@@ -45,7 +45,7 @@ class Signalling:
         s = settings.signalling
         self.cluster = Cluster(settings)  # with redis.url: events and presence across nodes
         self.sio = StrictServer(
-            client_manager=self.cluster.manager,
+            client_manager=self.cluster.client_manager,
             async_mode="aiohttp",
             cors_allowed_origins=list(settings.server.allowed_origins) or None,
             ping_interval=s.ping_interval.total_seconds(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
 from socketio import packet
 
 from signalling.engine import LightEngineServer
@@ -113,6 +114,49 @@ def over_limit(frame: str, limit: int) -> bool:
     if len(frame) * 4 <= limit:
         return False
     return len(frame.encode("utf-8", "surrogatepass")) > limit
+
+
+class DirectEmit(socketio.AsyncManager):  # type: ignore[misc]
+    """The library's local delivery without a task per recipient.
+
+    python-socketio's `AsyncManager.emit` starts a task for every socket it sends to and
+    waits for them all: on each relayed signal a task, its scheduling and an
+    `asyncio.wait`, for a send that does not wait (an Engine.IO socket queues what it cannot
+    write now, signalling/engine.py). Here the packet is encoded once and handed to each
+    socket in turn. Emits that ask for an ack per recipient keep the library's path."""
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if callback is not None:
+            await super().emit(event, data, namespace, room, skip_sid, callback, to, **kwargs)
+            return
+        if namespace not in self.rooms:
+            return
+        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        # The recipients first: a room may change while a send is awaited.
+        targets = [e for sid, e in self.get_participants(namespace, to or room) if sid not in skip]
+        if not targets:
+            return
+        encoded = self.server.packet_class(
+            packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        frames = [
+            eio_packet.Packet(eio_packet.MESSAGE, p)
+            for p in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        for eio_sid in targets:
+            for frame in frames:
+                await self.server._send_eio_packet(eio_sid, frame)
 
 
 class Transport:
