@@ -9,11 +9,8 @@ connection, about an eighth of what the library costs per socket (bench/idle_mem
 keeps the same contract for its one consumer with nothing allocated while idle but the
 waiting writer's future, and `get()` returns that future, so `wait_for` makes no task.
 
-Over a WebSocket the library also keeps two tasks per socket besides aiohttp's own: a
-writer waiting on that queue, and a task per read that its reader awaits under `wait_for`
-(with their frames, futures and timers, ~3.5 KB traced). `LightSocket` reads in aiohttp's
-request task and writes from whoever sends (bench/idle_memory.py, 10,000 clients: 31.3 ->
-25.9 KB of RSS per connection).
+Over a WebSocket a socket is a `LightSocket` (signalling/websocket.py): one task, and
+what one turn of the event loop sends leaves in one write.
 
 Each socket also keeps a task asleep for `ping_interval` between two pings (~1 KB with its
 frames, future and timer); here the ping is a timer that starts the send when it is due.
@@ -29,15 +26,14 @@ it (and its disconnect) runs after it, in order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable
 from typing import Any
 
 import engineio
-from aiohttp import web
-from engineio import async_socket, exceptions, packet
+from engineio import async_socket, packet
+
+from signalling.websocket import LightSocket
 
 # The coroutine python-engineio starts per socket to sleep until the next ping (None if a
 # later version drops it: then its own task runs, as before).
@@ -115,196 +111,6 @@ class SocketQueue:
         if self._finished is None or self._finished.is_set():
             self._finished = asyncio.Event()
         await self._finished.wait()
-
-
-class LightSocket(async_socket.AsyncSocket):  # type: ignore[misc]
-    """python-engineio's socket, whose WebSocket runs in the one task aiohttp gives its
-    request: the reader loop awaits the WebSocket itself (the library starts a task per
-    read, under `wait_for`), and a packet is written by whoever sends it when nothing is
-    in flight (the library's writer task waits on the queue for each). A send that would
-    wait (a packet in flight, or the peer not reading: the transport over its high-water
-    mark) is queued for a short-lived flusher task, so a broadcast never waits for one
-    slow client. Polling keeps the library's queue and code."""
-
-    connected: bool  # the library's attributes used here (it is untyped)
-    upgraded: bool
-    _ws: web.WebSocketResponse | None = None  # set once the socket writes to a WebSocket
-    _pending: deque[Any] | None = None  # packets waiting for the one in flight
-    _sending = False  # a packet is being written (directly or by the flusher)
-    _flusher: asyncio.Task[None] | None = None
-
-    async def send(self, pkt: Any) -> None:
-        """Send a packet to the client (queued while polling, as the library does)."""
-        if not await self.check_ping_timeout():
-            return
-        ws = self._ws
-        if ws is None:
-            await self.queue.put(pkt)
-            return
-        if self._sending or _backlogged(ws):
-            self._later(ws, pkt)
-            return
-        self._sending = True
-        try:
-            await ws.send_str(pkt.encode())  # Engine.IO v4 packets here are text
-        except Exception:
-            self._lost(ws)
-        finally:
-            self._sending = False
-        if self._pending:
-            self._later(ws, None)
-
-    def _later(self, ws: web.WebSocketResponse, pkt: Any) -> None:
-        """Queue a packet behind the one in flight; start the flusher if none runs."""
-        if pkt is not None:
-            if self._pending is None:
-                self._pending = deque()
-            self._pending.append(pkt)
-        if not self._sending:
-            self._sending = True
-            self._flusher = asyncio.ensure_future(self._flush(ws))
-
-    async def _flush(self, ws: web.WebSocketResponse) -> None:
-        try:
-            while self._pending:
-                await ws.send_str(self._pending.popleft().encode())
-        except Exception:
-            self._lost(ws)
-        finally:
-            self._sending = False
-            self._pending = None
-            self._flusher = None
-
-    def _lost(self, ws: web.WebSocketResponse) -> None:
-        """A write failed: close the WebSocket, as the library's writer does (its reader
-        then ends the socket); what was still to be sent is dropped with it."""
-        self._pending = None
-        if not ws.closed:
-            task = asyncio.ensure_future(ws.close())
-            _CLOSING.add(task)
-            task.add_done_callback(_CLOSING.discard)
-
-    async def _written(self) -> None:
-        """Until what was queued for the WebSocket is written (or given up)."""
-        flusher = self._flusher
-        if flusher is not None:
-            await asyncio.wait([flusher])
-
-    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
-        if self._ws is None:
-            await super().close(wait=wait, abort=abort, reason=reason)
-            return
-        await super().close(wait=False, abort=abort, reason=reason)
-        if wait:  # the library joins its queue here
-            await self._written()
-
-    def _upgrade_websocket(self, environ: dict[str, Any]) -> Awaitable[Any]:
-        """The WebSocket transport on aiohttp (telemed's only async mode). Not a coroutine
-        itself: the caller awaits `_serve` directly, one frame less per idle socket."""
-        if self.server.async_mode != "aiohttp":
-            return super()._upgrade_websocket(environ)  # type: ignore[no-any-return]
-        return self._serve(environ["aiohttp.request"])
-
-    async def _receive(self, ws: web.WebSocketResponse, seconds: float | None) -> Any:
-        """The next frame's data, None once the WebSocket is closing or closed (what the
-        library's `websocket_wait` raises for)."""
-        return self._data((await ws.receive(seconds)).data)
-
-    def _data(self, data: Any) -> Any:
-        if not isinstance(data, (str, bytes)):
-            return None
-        if data and len(data) > self.server.max_http_buffer_size:
-            return None  # "packet is too large": the socket ends
-        return data
-
-    async def _serve(self, request: web.Request) -> web.WebSocketResponse:
-        """`AsyncSocket._upgrade_websocket` and `_websocket_handler` in one task: the
-        upgrade handshake (polling to WebSocket), then read until the client goes, writing
-        as packets are sent."""
-        if self.upgraded:
-            raise OSError("Socket has been upgraded already")
-        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
-        await ws.prepare(request)
-        if self.connected:  # an upgrade from polling
-            self.upgrading = True  # sends stay queued for the poll until it is done
-            try:
-                pkt = packet.Packet(encoded_packet=await self._receive(ws, None))
-            except Exception:
-                self.upgrading = False
-                return ws
-            if pkt.packet_type != packet.PING or pkt.data != "probe":
-                self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
-                self.upgrading = False
-                return ws
-            await ws.send_str(packet.Packet(packet.PONG, data="probe").encode())
-            await self.queue.put(packet.Packet(packet.NOOP))  # end the pending poll
-            try:
-                pkt = packet.Packet(encoded_packet=await self._receive(ws, None))
-            except Exception:
-                self.upgrading = False
-                return ws
-            if pkt.packet_type != packet.UPGRADE:
-                self.upgraded = False
-                self.server.logger.info(
-                    "%s: Failed websocket upgrade, expected UPGRADE packet", self.sid
-                )
-                self.upgrading = False
-                return ws
-            self.upgraded = True
-            self.upgrading = False
-        else:
-            self.connected = True
-            self.upgraded = True
-        self._ws = ws
-        while not self.queue.empty():  # sent before the WebSocket took over (the OPEN)
-            item = self.queue.get_nowait()
-            self.queue.task_done()
-            if item is not None:
-                self._later(ws, item)
-        timeout = self.server.ping_interval + self.server.ping_timeout
-        while True:
-            try:  # not through `_receive`: one frame less while idle
-                data = self._data((await ws.receive(timeout)).data)
-            except (Exception, asyncio.CancelledError):  # no pong in time; connection lost
-                break
-            if data is None:
-                break
-            try:
-                await self.receive(packet.Packet(encoded_packet=data))
-            except exceptions.UnknownPacketError:
-                pass
-            except exceptions.SocketIsClosedError:
-                self.server.logger.info("Receive error -- socket is closed")
-                break
-            except asyncio.CancelledError:  # aiohttp cancels a handler whose peer went
-                break
-            except Exception:
-                self.server.logger.exception("Unknown receive error")
-        # The end (the application's disconnect handler among it) runs in a task of its
-        # own: aiohttp may cancel this one once the connection is gone (the library's
-        # reader swallows that cancel in its `wait_for`, the end then runs undisturbed).
-        end = asyncio.ensure_future(self._end(ws))
-        _CLOSING.add(end)
-        end.add_done_callback(_CLOSING.discard)
-        await asyncio.shield(end)
-        return ws
-
-    async def _end(self, ws: web.WebSocketResponse) -> None:
-        """The library's end of a WebSocket: what is queued is written, the WebSocket is
-        closed, and the socket closes (`transport close`)."""
-        await self._written()
-        with contextlib.suppress(Exception):
-            await ws.close()
-        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-
-
-_CLOSING: set[asyncio.Task[Any]] = set()  # WebSockets being closed, sockets ending
-
-
-def _backlogged(ws: web.WebSocketResponse) -> bool:
-    """Whether a write would wait for the peer to read (aiohttp then drains)."""
-    transport = ws._req.transport if ws._req is not None else None
-    return transport is None or transport.is_closing() or transport.get_write_buffer_size() > 0
 
 
 def _is_connect(data: Any) -> bool:

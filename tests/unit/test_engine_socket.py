@@ -1,4 +1,4 @@
-"""signalling/engine.py: a WebSocket Engine.IO socket lives in aiohttp's request task, writes
+"""signalling/websocket.py: a WebSocket Engine.IO socket lives in aiohttp's request task, writes
 in order whoever sends, and polling (with its upgrade) still works."""
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import pytest
 import socketio
 from aiohttp import web
 
-from signalling import engine
-from signalling.engine import LightSocket
-from signalling.transport import StrictServer
+from signalling import websocket
+from signalling.websocket import LightSocket
+from signalling.transport import DirectEmit, StrictServer
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[StrictServer, str]]:
-    sio = StrictServer(async_mode="aiohttp", ping_interval=1, ping_timeout=2)  # short polls
+    sio = StrictServer(  # as signalling/server.py makes it, with short polls
+        client_manager=DirectEmit(), async_mode="aiohttp", ping_interval=1, ping_timeout=2
+    )
     app = web.Application()
     sio.attach(app)
 
@@ -70,12 +72,12 @@ async def test_an_idle_websocket_costs_only_the_tasks_aiohttp_gives_its_request(
             await ws.close()
 
 
-async def test_packets_sent_behind_one_in_flight_arrive_in_order(
+async def test_packets_sent_while_the_peer_is_backlogged_arrive_in_order(
     served: tuple[StrictServer, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, url = served
     backlogged = itertools.cycle([False, True, True, False, True])
-    monkeypatch.setattr(engine, "_backlogged", lambda ws: next(backlogged))
+    monkeypatch.setattr(websocket, "_backlogged", lambda ws: next(backlogged))
     async with aiohttp.ClientSession() as http:
         ws = await open_socket(http, url)
         await ws.send_str('421["burst",40]')
@@ -127,3 +129,32 @@ async def test_a_client_that_stops_answering_pings_is_closed(
                 break
             await asyncio.sleep(0.05)
         assert not sio.eio.sockets
+
+
+async def test_what_one_turn_sends_leaves_in_one_write_uncompressed(
+    served: tuple[StrictServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of emits within one turn of the event loop (a connect's welcome) is one
+    write to the kernel, not one per frame; frames are never compressed."""
+    _, url = served
+    writes: list[int] = []
+    original = LightSocket._write_outbox
+
+    def counted(self: LightSocket, ws: Any) -> None:
+        writes.append(len(self._outbox or []))
+        original(self, ws)
+
+    monkeypatch.setattr(LightSocket, "_write_outbox", counted)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", compress=15)
+        assert (await ws.receive_str(timeout=5)).startswith("0")
+        await ws.send_str("40")
+        assert (await ws.receive_str(timeout=5)).startswith("40")
+        assert ws.compress == 0  # permessage-deflate offered, not taken
+        writes.clear()
+        await ws.send_str('421["burst",20]')
+        seen = [json.loads((await ws.receive_str(timeout=5))[2:])[1] for _ in range(20)]
+        assert seen == list(range(20))
+        assert (await ws.receive_str(timeout=5)).startswith("431")
+        assert writes[0] >= 20, writes  # the twenty events (and the ack, when it is ready)
+        await ws.close()
