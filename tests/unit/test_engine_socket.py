@@ -15,8 +15,8 @@ import socketio
 from aiohttp import web
 
 from signalling import websocket
-from signalling.websocket import LightSocket
 from signalling.transport import DirectEmit, StrictServer
+from signalling.websocket import LightSocket
 
 
 @pytest.fixture
