@@ -37,6 +37,7 @@ from telemed.services.device_checks import last_check, platform_text, save_check
 PATIENT = {Role.PATIENT}
 PROBE_BUDGET = web.AppKey("probe_budget", SlidingWindow)
 PROBE_CHUNK = 64 * 1024
+REPORT_GRACE_SECONDS = 5.0  # a report asked for as its call times out waits for its end
 PAGE = Path(__file__).parent.parent / "web" / "check.html"
 
 
@@ -307,8 +308,10 @@ def register(api: Api) -> None:
     async def test_call_report(call: Call[Body]) -> CallOut:
         """What my test call delivered; waits for a running one to finish."""
         device = services(call.request).settings.device
+        # A running call ends by its timeout; its teardown may take a moment more.
+        within = device.call_timeout.total_seconds() + REPORT_GRACE_SECONDS
         report = await call.request.app[MEDIA_CHECKS].result(
-            call.me.id, call.request.match_info["call_id"], device.call_timeout.total_seconds()
+            call.me.id, call.request.match_info["call_id"], within
         )
         return CallOut.model_validate(report.to_dict())
 
