@@ -210,7 +210,8 @@ class Consultation(Base):
     # Set when the patient's last connection drops; closed `left` after no_show_after.
     patient_away_since: Mapped[datetime | None] = mapped_column(index=True)
     __table_args__ = (
-        Index("ix_consultations_queue", "state", "queue_role", "queued_at"),
+        # The queue pick orders by (queued_at, id): with the id here no sort (0014).
+        Index("ix_consultations_queue", "state", "queue_role", "queued_at", "id"),
         # A staff member's open consultations, read at every connect (live_entry.py).
         Index("ix_consultations_consultant_state", "consultant_id", "state"),
         Index("ix_consultations_doctor_state", "doctor_id", "state"),
