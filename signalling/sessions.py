@@ -30,7 +30,7 @@ from telemed.errors import ConsentRequired, Unauthorized
 from telemed.events import AccessEnded
 from telemed.roles import Role
 from telemed.services.consultations import view_of
-from telemed.services.live_entry import Entry, Opened, enter
+from telemed.services.live_entry import Entrance, Entry, Opened
 
 log = logging.getLogger("telemed.signalling.sessions")
 TOKEN_RECHECK = timedelta(seconds=60)
@@ -69,6 +69,13 @@ class Sessions:
         self._staff_left = staff_left
         self._tasks: set[asyncio.Task[None]] = set()
         self.admission = Admission(self._pool_size)
+        self._entrance: Entrance | None = None
+
+    @property
+    def entrance(self) -> Entrance:
+        if self._entrance is None:  # the services exist once the app has started
+            self._entrance = Entrance(self.services.db, self.services.clock)
+        return self._entrance
 
     @property
     def services(self) -> Services:
@@ -114,11 +121,8 @@ class Sessions:
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         after = message_id_of(auth.get("last_message_id") if isinstance(auth, dict) else None)
-        services = self.services
         try:
-            entry = await enter(
-                services.db, services.clock, token if isinstance(token, str) else None, after
-            )
+            entry = await self.entrance.enter(token if isinstance(token, str) else None, after)
         except Unauthorized as exc:
             raise refused(exc) from None
         if not entry.consented:

@@ -564,12 +564,12 @@ class ConsultationService:
 _CLEAR_AWAY = (  # Core: the rows are read afresh after it, no session objects to update
     update(_CONSULTATIONS)
     .where(
-        _CONSULTATIONS.c.patient_id == bindparam("patient"),
+        _CONSULTATIONS.c.patient_id.in_(bindparam("patients", expanding=True)),
         _CONSULTATIONS.c.state != State.CLOSED.value,
         _CONSULTATIONS.c.patient_away_since.is_not(None),
     )
     .values(patient_away_since=None, patient_seen_at=bindparam("seen_at"))
-    .returning(_CONSULTATIONS.c.id)
+    .returning(_CONSULTATIONS.c.patient_id, _CONSULTATIONS.c.id)
 )
 _OPEN_FOR_PATIENT = select(Consultation).where(
     Consultation.patient_id == bindparam("user_id"), Consultation.state != State.CLOSED.value
@@ -589,8 +589,18 @@ _OPEN_FOR_STAFF = select(Consultation).where(
 async def clear_away_in(session: AsyncSession, patient_id: str, now: datetime) -> set[str]:
     """Clear the patient's away deadlines (they are connected again), within a write
     session the caller holds; the ids of the consultations they had been away from."""
-    cleared = await session.scalars(_CLEAR_AWAY, {"patient": patient_id, "seen_at": now})
-    return set(cleared.all())
+    return (await clear_away_of(session, [patient_id], now)).get(patient_id, set())
+
+
+async def clear_away_of(
+    session: AsyncSession, patient_ids: Sequence[str], now: datetime
+) -> dict[str, set[str]]:
+    """clear_away_in for several patients in one statement: patient -> consultations."""
+    cleared: dict[str, set[str]] = {}
+    params = {"patients": list(patient_ids), "seen_at": now}
+    for patient_id, consultation_id in await session.execute(_CLEAR_AWAY, params):
+        cleared.setdefault(patient_id, set()).add(consultation_id)
+    return cleared
 
 
 async def open_in(session: AsyncSession, user_id: str, role: Role) -> list[Consultation]:

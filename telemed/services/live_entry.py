@@ -6,12 +6,15 @@ are shown (names, the appointment) and the chat since the client's last message.
 read session each, that was five sessions per connect; here it is one, so a reconnect storm
 of 10,000 clients costs 10,000 reads of the database instead of 50,000 (docs/performance.md).
 A patient coming back to consultations that marked them away (every patient after a
-restart) adds one write, which clears the deadlines and reads the rest afresh.
+restart) also has the deadlines cleared by a write that they share with the other patients
+connecting at that moment (`AwayClearing`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -25,7 +28,7 @@ from telemed.roles import Role
 from telemed.services.auth import Caller, caller_in
 from telemed.services.chat import Message, read_history
 from telemed.services.consent import accepted_in
-from telemed.services.consultations import clear_away_in, open_in
+from telemed.services.consultations import clear_away_of, open_in
 from telemed.services.live_facts import Facts, read_facts
 
 
@@ -54,36 +57,102 @@ class Entry:
     rejoined: frozenset[str] = frozenset()
 
 
-async def enter(db: Database, clock: Clock, token: str | None, last_message_id: int) -> Entry:
-    """A connect's answers in one read session (and, for a patient coming back, one short
-    write that clears the away deadlines); Unauthorized for a missing or bad token."""
-    if not token:
-        raise Unauthorized()
-    async with db.read() as session:
-        caller = await caller_in(session, token, clock.now())
-        patient = caller.role is Role.PATIENT
-        if patient and await accepted_in(session, caller.id) is None:
-            return Entry(caller, consented=False, back=False, opened=[])
-        rows = await open_in(session, caller.id, caller.role)
-        if patient and any(_waits_for_patient(row) for row in rows):
-            return Entry(caller, consented=True, back=True, opened=[])
-        opened = await _opened(session, rows, last_message_id)
-    away = {row.id for row in rows if row.patient_away_since is not None}
-    if not (patient and away):
-        return Entry(caller, consented=True, back=False, opened=opened)
-    now = clock.now()
-    async with db.write() as session:
-        rejoined = frozenset(await clear_away_in(session, caller.id, now))
-        if rejoined != away:  # something moved since the read: read again, in this transaction
+Cleared = asyncio.Future[tuple[datetime, set[str]]]  # when, and what a patient was away from
+
+
+class AwayClearing:
+    """Clears the away deadlines of patients who connect again, many in one write (group
+    commit): after a restart every patient comes back at once, and a write each queued
+    them one by one behind SQLite's single writer, two trips to its thread apiece
+    (docs/performance.md). The first patient's write starts at once; those arriving while
+    it runs share the next one."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db, self._clock = db, clock
+        self._waiting: dict[str, list[Cleared]] = {}
+        self._writer: asyncio.Task[None] | None = None
+
+    async def clear(self, patient_id: str) -> tuple[datetime, set[str]]:
+        """When the deadlines were cleared, and the consultations the patient was away
+        from; the write's error, if it failed."""
+        future: Cleared = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(patient_id, []).append(future)
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_all())
+        return await future
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                now = self._clock.now()
+                try:
+                    async with self._db.write() as session:
+                        cleared = await clear_away_of(session, list(batch), now)
+                except Exception as exc:
+                    for futures in batch.values():
+                        _settle(futures, exception=exc)
+                    continue
+                for patient_id, futures in batch.items():
+                    _settle(futures, result=(now, cleared.get(patient_id, set())))
+        finally:
+            self._writer = None
+
+
+def _settle(
+    futures: list[Cleared],
+    *,
+    result: tuple[datetime, set[str]] | None = None,
+    exception: Exception | None = None,
+) -> None:
+    for future in futures:
+        if future.done():  # its connect was cancelled meanwhile
+            continue
+        if exception is not None:
+            future.set_exception(exception)
+        elif result is not None:
+            future.set_result(result)
+
+
+class Entrance:
+    """Where connecting clients are let in: `enter` for each, away deadlines cleared in
+    shared writes."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db, self.clock = db, clock
+        self.away = AwayClearing(db, clock)
+
+    async def enter(self, token: str | None, last_message_id: int) -> Entry:
+        """A connect's answers in one read session (and, for a patient coming back, a
+        shared write that clears the away deadlines); Unauthorized for a missing or bad
+        token."""
+        if not token:
+            raise Unauthorized()
+        async with self.db.read() as session:
+            caller = await caller_in(session, token, self.clock.now())
+            patient = caller.role is Role.PATIENT
+            if patient and await accepted_in(session, caller.id) is None:
+                return Entry(caller, consented=False, back=False, opened=[])
             rows = await open_in(session, caller.id, caller.role)
-            back = any(_waits_for_patient(row) for row in rows)
-            opened = [] if back else await _opened(session, rows, last_message_id)
+            if patient and any(_waits_for_patient(row) for row in rows):
+                return Entry(caller, consented=True, back=True, opened=[])
+            opened = await _opened(session, rows, last_message_id)
+        away = {row.id for row in rows if row.patient_away_since is not None}
+        if not (patient and away):
+            return Entry(caller, consented=True, back=False, opened=opened)
+        now, cleared = await self.away.clear(caller.id)
+        rejoined = frozenset(cleared)
+        if rejoined != away:  # something moved since the read: read again
+            async with self.db.read() as session:
+                rows = await open_in(session, caller.id, caller.role)
+                back = any(_waits_for_patient(row) for row in rows)
+                opened = [] if back else await _opened(session, rows, last_message_id)
             return Entry(caller, consented=True, back=back, opened=opened, rejoined=rejoined)
-    for row in rows:  # as the write left them
-        if row.id in rejoined:
-            set_committed_value(row, "patient_away_since", None)
-            set_committed_value(row, "patient_seen_at", now)
-    return Entry(caller, consented=True, back=False, opened=opened, rejoined=rejoined)
+        for row in rows:  # as the write left them
+            if row.id in rejoined:
+                set_committed_value(row, "patient_away_since", None)
+                set_committed_value(row, "patient_seen_at", now)
+        return Entry(caller, consented=True, back=False, opened=opened, rejoined=rejoined)
 
 
 async def _opened(session: AsyncSession, rows: list[Consultation], after: int) -> list[Opened]:

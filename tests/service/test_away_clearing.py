@@ -1,0 +1,87 @@
+"""Patients connecting again share the write that clears their away deadlines (R-URG-2: the
+place is kept while they are away, and coming back ends the deadline), on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import event, select
+from test_consultations import add_patient, service
+
+from telemed.clock import ManualClock
+from telemed.consultation import Channel
+from telemed.db import Database
+from telemed.models import Consultation
+from telemed.services.live_entry import AwayClearing
+
+
+async def test_r_urg_2_patients_coming_back_at_once_share_one_write_each_told_their_own(
+    any_db: Database, clock: ManualClock
+) -> None:
+    """Six patients away (after a restart, say) come back at the same moment: one write
+    transaction clears all their deadlines, and each is told only the consultations they
+    were away from; a patient with nothing to clear is told nothing."""
+    svc = service(any_db, clock)
+    away: dict[str, str] = {}
+    for _ in range(6):
+        patient = await add_patient(any_db, clock)
+        away[patient] = (await svc.start(patient, Channel.VIDEO)).consultation.id
+        await svc.patient_away(patient)
+    present = await add_patient(any_db, clock)
+    await svc.start(present, Channel.CHAT)
+    clock.advance(timedelta(minutes=2))
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(any_db.engine.sync_engine, "commit", committed)
+    clearing = AwayClearing(any_db, clock)
+    try:
+        results = await asyncio.gather(*(clearing.clear(p) for p in [*away, present]))
+    finally:
+        event.remove(any_db.engine.sync_engine, "commit", committed)
+
+    assert len(commits) == 1
+    for patient, (when, cleared) in zip([*away, present], results, strict=True):
+        assert when == clock.now()
+        assert cleared == ({away[patient]} if patient in away else set())
+    async with any_db.read() as session:
+        rows = (
+            await session.execute(
+                select(Consultation.patient_away_since, Consultation.patient_seen_at).where(
+                    Consultation.id.in_(list(away.values()))
+                )
+            )
+        ).all()
+    assert rows and all(since is None and seen == clock.now() for since, seen in rows)
+
+
+async def test_r_urg_2_patients_arriving_during_a_write_share_the_next_one(
+    db: Database, clock: ManualClock
+) -> None:
+    """Group commit: the first patient's write starts at once; patients arriving while it
+    runs are cleared together by the next write, and nobody waits for a write that
+    already began without them."""
+    svc = service(db, clock)
+    patients = [await add_patient(db, clock) for _ in range(5)]
+    for patient in patients:
+        await svc.start(patient, Channel.AUDIO)
+        await svc.patient_away(patient)
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(db.engine.sync_engine, "commit", committed)
+    clearing = AwayClearing(db, clock)
+    try:
+        first = asyncio.ensure_future(clearing.clear(patients[0]))
+        await asyncio.sleep(0)  # the first write has started
+        rest = await asyncio.gather(*(clearing.clear(p) for p in patients[1:]))
+        await first
+    finally:
+        event.remove(db.engine.sync_engine, "commit", committed)
+    assert len(commits) == 2
+    assert all(len(cleared) == 1 for _, cleared in [first.result(), *rest])
