@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -90,28 +91,20 @@ class AwayClearing:
                     async with self._db.write() as session:
                         cleared = await clear_away_of(session, list(batch), now)
                 except Exception as exc:
-                    for futures in batch.values():
-                        _settle(futures, exception=exc)
+                    for future in chain.from_iterable(batch.values()):
+                        if not future.done():  # (done: its connect was cancelled meanwhile)
+                            future.set_exception(exc)
                     continue
                 for patient_id, futures in batch.items():
-                    _settle(futures, result=(now, cleared.get(patient_id, set())))
+                    # Told once: a second tab in the same write finds nothing cleared, so
+                    # the counterpart hears one `peer:rejoined` (the takeover, its own).
+                    away_from = cleared.get(patient_id, set())
+                    for future in futures:
+                        if not future.done():
+                            future.set_result((now, away_from))
+                            away_from = set()
         finally:
             self._writer = None
-
-
-def _settle(
-    futures: list[Cleared],
-    *,
-    result: tuple[datetime, set[str]] | None = None,
-    exception: Exception | None = None,
-) -> None:
-    for future in futures:
-        if future.done():  # its connect was cancelled meanwhile
-            continue
-        if exception is not None:
-            future.set_exception(exception)
-        elif result is not None:
-            future.set_result(result)
 
 
 class Entrance:

@@ -85,3 +85,18 @@ async def test_r_urg_2_patients_arriving_during_a_write_share_the_next_one(
         event.remove(db.engine.sync_engine, "commit", committed)
     assert len(commits) == 2
     assert all(len(cleared) == 1 for _, cleared in [first.result(), *rest])
+
+
+async def test_r_urg_2_two_tabs_of_one_patient_in_one_write_only_one_is_told(
+    db: Database, clock: ManualClock
+) -> None:
+    """Two connections of the same patient share a write: one is told what it cleared,
+    the other nothing (the counterpart hears one `peer:rejoined`; the second tab is a
+    takeover, told as such), as when their writes ran one after the other."""
+    svc = service(db, clock)
+    patient = await add_patient(db, clock)
+    cid = (await svc.start(patient, Channel.VIDEO)).consultation.id
+    await svc.patient_away(patient)
+    clearing = AwayClearing(db, clock)
+    told = await asyncio.gather(clearing.clear(patient), clearing.clear(patient))
+    assert sorted(cleared for _, cleared in told) == [set(), {cid}]
