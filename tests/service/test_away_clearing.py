@@ -4,6 +4,8 @@ place is kept while they are away, and coming back ends the deadline), on both b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import event, select
@@ -14,6 +16,21 @@ from telemed.consultation import Channel
 from telemed.db import Database
 from telemed.models import Consultation
 from telemed.services.live_entry import AwayClearing
+
+
+@contextmanager
+def counting_commits(db: Database) -> Iterator[list[object]]:
+    """The transactions committed on `db` inside the block, one entry each."""
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(db.engine.sync_engine, "commit", committed)
+    try:
+        yield commits
+    finally:
+        event.remove(db.engine.sync_engine, "commit", committed)
 
 
 async def test_r_urg_2_patients_coming_back_at_once_share_one_write_each_told_their_own(
@@ -31,17 +48,9 @@ async def test_r_urg_2_patients_coming_back_at_once_share_one_write_each_told_th
     present = await add_patient(any_db, clock)
     await svc.start(present, Channel.CHAT)
     clock.advance(timedelta(minutes=2))
-    commits: list[object] = []
-
-    def committed(conn: object) -> None:
-        commits.append(conn)
-
-    event.listen(any_db.engine.sync_engine, "commit", committed)
     clearing = AwayClearing(any_db, clock)
-    try:
+    with counting_commits(any_db) as commits:
         results = await asyncio.gather(*(clearing.clear(p) for p in [*away, present]))
-    finally:
-        event.remove(any_db.engine.sync_engine, "commit", committed)
 
     assert len(commits) == 1
     for patient, (when, cleared) in zip([*away, present], results, strict=True):
@@ -69,20 +78,12 @@ async def test_r_urg_2_patients_arriving_during_a_write_share_the_next_one(
     for patient in patients:
         await svc.start(patient, Channel.AUDIO)
         await svc.patient_away(patient)
-    commits: list[object] = []
-
-    def committed(conn: object) -> None:
-        commits.append(conn)
-
-    event.listen(db.engine.sync_engine, "commit", committed)
     clearing = AwayClearing(db, clock)
-    try:
+    with counting_commits(db) as commits:
         first = asyncio.ensure_future(clearing.clear(patients[0]))
         await asyncio.sleep(0)  # the first write has started
         rest = await asyncio.gather(*(clearing.clear(p) for p in patients[1:]))
         await first
-    finally:
-        event.remove(db.engine.sync_engine, "commit", committed)
     assert len(commits) == 2
     assert all(len(cleared) == 1 for _, cleared in [first.result(), *rest])
 
