@@ -33,6 +33,7 @@ log = logging.getLogger("telemed.media_check")
 
 FINISHED_KEPT = 1000  # reports kept for the verdict, newest first out
 FINISHED_TTL = 600.0  # seconds a finished report can still be asked for
+REPORT_GRACE_SECONDS = 5.0  # a call ends by its timeout; its teardown may take a moment more
 
 
 class CheckBusy(TelemedError):
@@ -148,10 +149,13 @@ class MediaChecks:
                 break
             self._finished.popitem(last=False)
 
-    async def result(self, owner: str, call_id: str, within: float) -> CallReport:
-        """The report of one of the owner's calls, waiting up to `within` for a running one."""
+    async def result(self, owner: str, call_id: str) -> CallReport:
+        """The report of one of the owner's calls, waiting for a running one to end: up to
+        its timeout and the grace of its teardown (asked for as it timed out, a report
+        that waited only the timeout missed the end it was waiting for)."""
         call = self._running.get(call_id)
         if call is not None and call.owner == owner:
+            within = self.settings.call_timeout.total_seconds() + REPORT_GRACE_SECONDS
             try:
                 async with asyncio.timeout(within):
                     await call.finished.wait()

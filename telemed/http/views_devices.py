@@ -37,7 +37,6 @@ from telemed.services.device_checks import last_check, platform_text, save_check
 PATIENT = {Role.PATIENT}
 PROBE_BUDGET = web.AppKey("probe_budget", SlidingWindow)
 PROBE_CHUNK = 64 * 1024
-REPORT_GRACE_SECONDS = 5.0  # a report asked for as its call times out waits for its end
 PAGE = Path(__file__).parent.parent / "web" / "check.html"
 
 
@@ -171,9 +170,7 @@ def register(api: Api) -> None:
         body = call.body
         report: CallReport | None = None
         if body.call_id is not None:
-            checks = call.request.app[MEDIA_CHECKS]
-            longest = svc.settings.device.call_timeout.total_seconds()
-            report = await checks.result(call.me.id, body.call_id, longest)
+            report = await call.request.app[MEDIA_CHECKS].result(call.me.id, body.call_id)
         measure = report.measure() if report is not None else None
         device = DeviceReport(
             channel=body.channel,
@@ -307,11 +304,8 @@ def register(api: Api) -> None:
     )
     async def test_call_report(call: Call[Body]) -> CallOut:
         """What my test call delivered; waits for a running one to finish."""
-        device = services(call.request).settings.device
-        # A running call ends by its timeout; its teardown may take a moment more.
-        within = device.call_timeout.total_seconds() + REPORT_GRACE_SECONDS
         report = await call.request.app[MEDIA_CHECKS].result(
-            call.me.id, call.request.match_info["call_id"], within
+            call.me.id, call.request.match_info["call_id"]
         )
         return CallOut.model_validate(report.to_dict())
 
