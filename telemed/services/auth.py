@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -550,11 +550,13 @@ class AuthService:
 _TOKEN_BY_DIGEST = select(AuthToken).where(AuthToken.token_hash == bindparam("digest"))
 
 
-async def caller_in(session: AsyncSession, token: str | None, now: datetime) -> Caller:
-    """AuthService.authenticate within a session the caller holds."""
-    if not token:
-        raise Unauthorized()
-    row = await session.scalar(_TOKEN_BY_DIGEST, {"digest": token_digest(token)})
+_TOKENS_BY_DIGEST = select(AuthToken).where(
+    AuthToken.token_hash.in_(bindparam("digests", expanding=True))
+)
+
+
+def _caller_of(row: AuthToken | None, now: datetime) -> Caller:
+    """The caller a token row stands for; Unauthorized if missing, revoked or expired."""
     if row is None or row.revoked_at is not None:
         raise Unauthorized("The session is not valid; log in again.")
     if row.expires_at <= now:
@@ -562,3 +564,28 @@ async def caller_in(session: AsyncSession, token: str | None, now: datetime) -> 
     return Caller(
         role=Role(row.role), id=row.subject_id, token_id=row.id, expires_at=row.expires_at
     )
+
+
+async def caller_in(session: AsyncSession, token: str | None, now: datetime) -> Caller:
+    """AuthService.authenticate within a session the caller holds."""
+    if not token:
+        raise Unauthorized()
+    row = await session.scalar(_TOKEN_BY_DIGEST, {"digest": token_digest(token)})
+    return _caller_of(row, now)
+
+
+async def callers_in(
+    session: AsyncSession, tokens: Iterable[str], now: datetime
+) -> dict[str, Caller | Unauthorized]:
+    """caller_in for many tokens in one statement (connects arriving together): each
+    token's caller, or the Unauthorized it gets."""
+    digests = {token_digest(token): token for token in tokens if token}
+    rows = await session.scalars(_TOKENS_BY_DIGEST, {"digests": list(digests)})
+    found = {row.token_hash: row for row in rows}
+    answers: dict[str, Caller | Unauthorized] = {}
+    for digest, token in digests.items():
+        try:
+            answers[token] = _caller_of(found.get(digest), now)
+        except Unauthorized as exc:
+            answers[token] = exc
+    return answers

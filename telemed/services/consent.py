@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select, update
@@ -93,18 +94,30 @@ class ConsentService:
             record_event(session, AccessEnded(patient_id, EndReason.CONSENT_WITHDRAWN))
 
 
-_ACCEPTED = (  # built once: every patient's connect asks it
+# The current consent, not withdrawn: built once, every patient's connect asks it.
+_CURRENT = (ConsentRecord.version == bindparam("version"), ConsentRecord.withdrawn_at.is_(None))
+_ACCEPTED = (
     select(ConsentRecord.accepted_at)
-    .where(
-        ConsentRecord.patient_id == bindparam("patient_id"),
-        ConsentRecord.version == bindparam("version"),
-        ConsentRecord.withdrawn_at.is_(None),
-    )
+    .where(ConsentRecord.patient_id == bindparam("patient_id"), *_CURRENT)
     .order_by(ConsentRecord.accepted_at.desc())
     .limit(1)
+)
+_CONSENTED = (
+    select(ConsentRecord.patient_id)
+    .where(ConsentRecord.patient_id.in_(bindparam("patients", expanding=True)), *_CURRENT)
+    .distinct()
 )
 
 
 async def accepted_in(session: AsyncSession, patient_id: str) -> datetime | None:
     """ConsentService.accepted_at within a session the caller holds."""
     return await session.scalar(_ACCEPTED, {"patient_id": patient_id, "version": current_version()})
+
+
+async def consented_in(session: AsyncSession, patient_ids: Collection[str]) -> set[str]:
+    """Which of these patients have accepted the current consent (one statement for the
+    patients connecting together)."""
+    if not patient_ids:
+        return set()
+    params = {"patients": list(patient_ids), "version": current_version()}
+    return set(await session.scalars(_CONSENTED, params))

@@ -10,7 +10,7 @@ flush, no statement built per call): moves are the hot path of the live queue.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -584,6 +584,20 @@ _OPEN_FOR_STAFF = select(Consultation).where(
         & (Consultation.doctor_id == bindparam("user_id"))
     )
 )
+_OPEN_FOR_MANY = select(Consultation).where(  # the two above for many users at once
+    (
+        Consultation.patient_id.in_(bindparam("patients", expanding=True))
+        & (Consultation.state != State.CLOSED.value)
+    )
+    | (
+        (Consultation.state == State.WITH_CONSULTANT.value)
+        & Consultation.consultant_id.in_(bindparam("staff", expanding=True))
+    )
+    | (
+        (Consultation.state == State.WITH_DOCTOR.value)
+        & Consultation.doctor_id.in_(bindparam("staff", expanding=True))
+    )
+)
 
 
 async def clear_away_in(session: AsyncSession, patient_id: str, now: datetime) -> set[str]:
@@ -607,3 +621,21 @@ async def open_in(session: AsyncSession, user_id: str, role: Role) -> list[Consu
     """ConsultationService.open_for within a session the caller holds."""
     query = _OPEN_FOR_PATIENT if role is Role.PATIENT else _OPEN_FOR_STAFF
     return list((await session.scalars(query, {"user_id": user_id})).all())
+
+
+async def open_of(
+    session: AsyncSession, patients: Collection[str], staff: Collection[str]
+) -> dict[str, list[Consultation]]:
+    """open_in for many users in one statement: user -> their open consultations (a
+    patient's, and those a staff member is the counterpart of now)."""
+    found: dict[str, list[Consultation]] = {}
+    if not patients and not staff:
+        return found
+    params = {"patients": list(patients), "staff": list(staff)}
+    for row in await session.scalars(_OPEN_FOR_MANY, params):
+        if row.patient_id in patients:
+            found.setdefault(row.patient_id, []).append(row)
+        staff_id = counterpart_of(view_of(row))
+        if staff_id is not None and staff_id in staff:
+            found.setdefault(staff_id, []).append(row)
+    return found

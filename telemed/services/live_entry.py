@@ -13,6 +13,7 @@ connecting at that moment (`AwayClearing`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -26,11 +27,11 @@ from telemed.db import Database
 from telemed.errors import Unauthorized
 from telemed.models import Consultation
 from telemed.roles import Role
-from telemed.services.auth import Caller, caller_in
-from telemed.services.chat import Message, read_history
-from telemed.services.consent import accepted_in
-from telemed.services.consultations import clear_away_of, open_in
-from telemed.services.live_facts import Facts, read_facts
+from telemed.services.auth import Caller, callers_in
+from telemed.services.chat import Message, read_histories
+from telemed.services.consent import consented_in
+from telemed.services.consultations import clear_away_of, open_of
+from telemed.services.live_facts import Facts, read_facts_of
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Entry:
     rejoined: frozenset[str] = frozenset()
 
 
+BATCH = 256  # connects read together at most (the statements' IN lists stay short)
 Cleared = asyncio.Future[tuple[datetime, set[str]]]  # when, and what a patient was away from
 
 
@@ -108,51 +110,107 @@ class AwayClearing:
 
 
 class Entrance:
-    """Where connecting clients are let in: `enter` for each, away deadlines cleared in
-    shared writes."""
+    """Where connecting clients are let in: the connects arriving together are read in one
+    session (a group read, like AwayClearing's group commit: the first starts at once,
+    those arriving while it runs share the next, at most `batch` each), away deadlines
+    cleared in shared writes."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self.db, self.clock = db, clock
+    def __init__(self, db: Database, clock: Clock, batch: int = BATCH) -> None:
+        self.db, self.clock, self.batch = db, clock, batch
         self.away = AwayClearing(db, clock)
+        self._asks: list[tuple[str, int, asyncio.Future[Entry]]] = []
+        self._reader: asyncio.Task[None] | None = None
 
     async def enter(self, token: str | None, last_message_id: int) -> Entry:
-        """A connect's answers in one read session (and, for a patient coming back, a
-        shared write that clears the away deadlines); Unauthorized for a missing or bad
-        token."""
+        """A connect's answers, read with the others arriving at the same time (and, for a
+        patient coming back, a shared write that clears the away deadlines); Unauthorized
+        for a missing or bad token."""
         if not token:
             raise Unauthorized()
-        async with self.db.read() as session:
-            caller = await caller_in(session, token, self.clock.now())
-            patient = caller.role is Role.PATIENT
-            if patient and await accepted_in(session, caller.id) is None:
-                return Entry(caller, consented=False, back=False, opened=[])
-            rows = await open_in(session, caller.id, caller.role)
-            if patient and any(_waits_for_patient(row) for row in rows):
-                return Entry(caller, consented=True, back=True, opened=[])
-            opened = await _opened(session, rows, last_message_id)
-        away = {row.id for row in rows if row.patient_away_since is not None}
-        if not (patient and away):
-            return Entry(caller, consented=True, back=False, opened=opened)
-        now, cleared = await self.away.clear(caller.id)
+        entry = await self._read(token, last_message_id)
+        away = {o.row.id for o in entry.opened if o.row.patient_away_since is not None}
+        if entry.caller.role is not Role.PATIENT or not away:
+            return entry
+        now, cleared = await self.away.clear(entry.caller.id)
         rejoined = frozenset(cleared)
         if rejoined != away:  # something moved since the read: read again
-            async with self.db.read() as session:
-                rows = await open_in(session, caller.id, caller.role)
-                back = any(_waits_for_patient(row) for row in rows)
-                opened = [] if back else await _opened(session, rows, last_message_id)
-            return Entry(caller, consented=True, back=back, opened=opened, rejoined=rejoined)
-        for row in rows:  # as the write left them
-            if row.id in rejoined:
-                set_committed_value(row, "patient_away_since", None)
-                set_committed_value(row, "patient_seen_at", now)
-        return Entry(caller, consented=True, back=False, opened=opened, rejoined=rejoined)
+            again = await self._read(token, last_message_id)
+            return Entry(again.caller, again.consented, again.back, again.opened, rejoined)
+        for opened in entry.opened:  # as the write left them
+            if opened.row.id in rejoined:
+                set_committed_value(opened.row, "patient_away_since", None)
+                set_committed_value(opened.row, "patient_seen_at", now)
+        return Entry(entry.caller, True, False, entry.opened, rejoined)
+
+    async def _read(self, token: str, last_message_id: int) -> Entry:
+        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self._asks.append((token, last_message_id, future))
+        if self._reader is None:
+            self._reader = asyncio.ensure_future(self._read_all())
+        return await future
+
+    async def _read_all(self) -> None:
+        try:
+            while self._asks:
+                batch, self._asks = self._asks[: self.batch], self._asks[self.batch :]
+                asks = [(token, after) for token, after, _ in batch]
+                try:
+                    async with self.db.read() as session:
+                        answers = await _entries(session, asks, self.clock.now())
+                except Exception as exc:
+                    answers = [exc] * len(batch)
+                for (_, _, future), answer in zip(batch, answers, strict=True):
+                    if future.done():  # its connect was cancelled meanwhile
+                        continue
+                    if isinstance(answer, Entry):
+                        future.set_result(answer)
+                    else:
+                        future.set_exception(answer)
+        finally:
+            self._reader = None
 
 
-async def _opened(session: AsyncSession, rows: list[Consultation], after: int) -> list[Opened]:
-    return [
-        Opened(row, await read_facts(session, row), await read_history(session, row.id, after))
-        for row in rows
-    ]
+async def _entries(
+    session: AsyncSession, asks: Sequence[tuple[str, int]], now: datetime
+) -> list[Entry | Exception]:
+    """The entries of connects read together: about six statements, however many."""
+    callers = await callers_in(session, {token for token, _ in asks}, now)
+    valid = [c for c in callers.values() if isinstance(c, Caller)]
+    consented = await consented_in(session, {c.id for c in valid if c.role is Role.PATIENT})
+    let_in = [c for c in valid if c.role is not Role.PATIENT or c.id in consented]
+    open_rows = await open_of(
+        session,
+        {c.id for c in let_in if c.role is Role.PATIENT},
+        {c.id for c in let_in if c.role is not Role.PATIENT},
+    )
+    waited_for = {  # patients a booked consultation waits for: patient_back reads afresh
+        user for user, rows in open_rows.items() if any(_waits_for_patient(r) for r in rows)
+    }
+    shown = {
+        row.id: row for user, rows in open_rows.items() if user not in waited_for for row in rows
+    }
+    facts = await read_facts_of(session, list(shown.values()))
+    wants = {
+        (row.id, after)
+        for token, after in asks
+        if isinstance(caller := callers[token], Caller) and caller.id not in waited_for
+        for row in open_rows.get(caller.id, [])
+    }
+    histories = await read_histories(session, wants)
+    entries: list[Entry | Exception] = []
+    for token, after in asks:
+        caller = callers[token]
+        if not isinstance(caller, Caller):
+            entries.append(caller)
+        elif caller.role is Role.PATIENT and caller.id not in consented:
+            entries.append(Entry(caller, consented=False, back=False, opened=[]))
+        elif caller.id in waited_for:
+            entries.append(Entry(caller, consented=True, back=True, opened=[]))
+        else:
+            rows = open_rows.get(caller.id, [])
+            opened = [Opened(r, facts[r.id], histories[(r.id, after)]) for r in rows]
+            entries.append(Entry(caller, consented=True, back=False, opened=opened))
+    return entries
 
 
 def _waits_for_patient(row: Consultation) -> bool:

@@ -4,10 +4,11 @@ an event to both sides costs one round of queries, not one per field."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, bindparam, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from telemed.consultation import counterpart_of
@@ -58,41 +59,73 @@ _ANY_DOCUMENT = (
     .limit(1)
 )
 _PATIENTS, _STAFF, _LEGS = table_of(Patient), table_of(Staff), table_of(ConsultationLeg)
-# The patient's name, the counterpart's role and name (none when `staff_id` is NULL) and
-# the open leg: one statement.
-_NAMES = (
-    select(
-        _PATIENTS.c.full_name,
-        _STAFF.c.role,
-        _STAFF.c.full_name,
-        select(_LEGS.c.id)
-        .where(_LEGS.c.consultation_id == bindparam("consultation_id"), _LEGS.c.ended_at.is_(None))
-        .limit(1)
-        .scalar_subquery(),
-    )
-    .select_from(_PATIENTS.outerjoin(_STAFF, _STAFF.c.id == bindparam("staff_id")))
-    .where(_PATIENTS.c.id == bindparam("patient_id"))
+_NO_ROLE = cast(null(), String)
+# The patients' names, the counterparts' roles and names and the open legs of any number of
+# consultations: one statement, each row (kind, key, name or leg id, role). Who the
+# counterpart is stays decided in one place (counterpart_of), not in SQL.
+_NAMES = union_all(
+    select(literal("patient"), _PATIENTS.c.id, _PATIENTS.c.full_name, _NO_ROLE).where(
+        _PATIENTS.c.id.in_(bindparam("patients", expanding=True))
+    ),
+    select(literal("staff"), _STAFF.c.id, _STAFF.c.full_name, _STAFF.c.role).where(
+        _STAFF.c.id.in_(bindparam("staff", expanding=True))
+    ),
+    select(literal("leg"), _LEGS.c.consultation_id, _LEGS.c.id, _NO_ROLE).where(
+        _LEGS.c.consultation_id.in_(bindparam("consultations", expanding=True)),
+        _LEGS.c.ended_at.is_(None),
+    ),
 )
 
 
 async def read_facts(session: AsyncSession, row: Consultation) -> Facts:
-    """facts_of within a session the caller holds (one read for a whole connect). The names
-    and the open leg come from one prebuilt statement; a booked consultation's appointment
-    costs more reads."""
-    staff_id = counterpart_of(view_of(row))
-    params = {"patient_id": row.patient_id, "staff_id": staff_id, "consultation_id": row.id}
-    names = (await session.execute(_NAMES, params)).first()
-    appointment = await session.get(Appointment, row.appointment_id) if row.appointment_id else None
-    doctor = await session.get(Staff, appointment.doctor_id) if appointment else None
+    """facts_of within a session the caller holds (one read for a whole connect)."""
+    return (await read_facts_of(session, [row]))[row.id]
+
+
+async def read_facts_of(session: AsyncSession, rows: Sequence[Consultation]) -> dict[str, Facts]:
+    """read_facts for several consultations (connects arriving together): the names and
+    open legs of all of them in one statement; a booked consultation's appointment costs
+    more reads."""
+    if not rows:
+        return {}
+    staff_of = {row.id: counterpart_of(view_of(row)) for row in rows}
+    params = {
+        "patients": sorted({row.patient_id for row in rows}),
+        "staff": sorted({s for s in staff_of.values() if s is not None}),
+        "consultations": [row.id for row in rows],
+    }
+    names: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for kind, key, value, role in await session.execute(_NAMES, params):
+        names.setdefault((kind, key), (value, role))  # (a second open leg: the first kept)
+    facts: dict[str, Facts] = {}
+    for row in rows:
+        staff_id = staff_of[row.id]
+        patient = names.get(("patient", row.patient_id))
+        staff = names.get(("staff", staff_id)) if staff_id else None
+        leg = names.get(("leg", row.id))
+        appointment, doctor, missing = await _booking_of(session, row)
+        facts[row.id] = Facts(
+            patient={"role": "patient", "name": patient[0]} if patient else None,
+            counterpart={"role": staff[1], "name": staff[0]} if staff else None,
+            appointment=booked_with(appointment, doctor),
+            documents_required=missing,
+            leg_id=leg[0] if leg and staff_id else None,
+        )
+    return facts
+
+
+async def _booking_of(
+    session: AsyncSession, row: Consultation
+) -> tuple[Appointment | None, Staff | None, bool]:
+    """A booked consultation's appointment, its doctor, and whether the documents it
+    requires are still missing (R-DOCS-1)."""
+    if not row.appointment_id:
+        return None, None, False
+    appointment = await session.get(Appointment, row.appointment_id)
+    if appointment is None:
+        return None, None, False
+    doctor = await session.get(Staff, appointment.doctor_id)
     missing = False
-    if appointment is not None and appointment.requires_documents:
-        added = await session.scalar(_ANY_DOCUMENT, {"consultation_id": row.id})
-        missing = added is None
-    patient_name, staff_role, staff_name, leg_id = names if names else (None, None, None, None)
-    return Facts(
-        patient={"role": "patient", "name": patient_name} if names else None,
-        counterpart={"role": staff_role, "name": staff_name} if staff_role else None,
-        appointment=booked_with(appointment, doctor),
-        documents_required=missing,
-        leg_id=leg_id if staff_id else None,
-    )
+    if appointment.requires_documents:
+        missing = await session.scalar(_ANY_DOCUMENT, {"consultation_id": row.id}) is None
+    return appointment, doctor, missing
