@@ -37,8 +37,8 @@ from telemed.http.api import validation_failed
 from telemed.roles import DOCTOR_ROLES, STAFF_ROLES, Role
 from telemed.services.audit import Who
 from telemed.services.care import CareAccess
-from telemed.services.consultations import view_of
 from telemed.services.documents import check_attachable
+from telemed.services.views import view_of
 
 P = TypeVar("P", bound=BaseModel)
 Ack = dict[str, Any]

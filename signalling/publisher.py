@@ -31,9 +31,9 @@ from telemed.events import (
 from telemed.models import Consultation
 from telemed.roles import Role
 from telemed.services.chat import Message
-from telemed.services.consultations import view_of
 from telemed.services.live_facts import Facts, facts_and_history, facts_of
 from telemed.services.queue import QueueItem
+from telemed.services.views import view_of
 
 log = logging.getLogger("telemed.signalling.publisher")
 
@@ -147,8 +147,9 @@ class Publisher:
         else:
             facts, messages = None, None
             joining = new_peer is not None and new_peer != old_peer
-            if joining:  # the new counterpart also needs the chat: one read for both
-                facts, messages = await facts_and_history(self.db, row)
+            if joining:  # the new counterpart also needs the chat: read with the move
+                shown = change.shown or await facts_and_history(self.db, row)
+                facts, messages = shown
             await self.send_state(row, facts=facts)
             if old_peer is not None and old_peer != new_peer:
                 await self.send_left_state(row, old_peer)

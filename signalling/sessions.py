@@ -29,8 +29,8 @@ from telemed.context import Services
 from telemed.errors import ConsentRequired, Unauthorized
 from telemed.events import AccessEnded
 from telemed.roles import Role
-from telemed.services.consultations import view_of
 from telemed.services.live_entry import Entrance, Entry, Opened
+from telemed.services.views import view_of
 
 log = logging.getLogger("telemed.signalling.sessions")
 TOKEN_RECHECK = timedelta(seconds=60)

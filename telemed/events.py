@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,17 +20,25 @@ from telemed.consultation import ConsultationView, Transition
 from telemed.models import Consultation
 from telemed.roles import Role
 
+if TYPE_CHECKING:
+    from telemed.services.chat import Message
+    from telemed.services.live_facts import Facts
+
 EVENTS_KEY = "telemed_events"
 
 
 @dataclass(frozen=True)
 class Change:
     """A consultation after a move, the move itself and the snapshot before it
-    (both None when the consultation was created or found already open)."""
+    (both None when the consultation was created or found already open). `shown`: when the
+    move brought the patient a new counterpart, what that counterpart is shown (the facts
+    and the chat so far), read in the move's own transaction rather than in another
+    session after it."""
 
     consultation: Consultation
     transition: Transition | None
     before: ConsultationView | None = None
+    shown: tuple[Facts, list[Message]] | None = None
 
 
 @dataclass(frozen=True)

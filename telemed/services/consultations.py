@@ -25,7 +25,6 @@ from telemed.config import RulesSettings
 from telemed.consultation import (
     Actor,
     Channel,
-    ConsultationView,
     Event,
     Kind,
     State,
@@ -52,7 +51,9 @@ from telemed.models import (
 from telemed.roles import DOCTOR_ROLES, Role
 from telemed.routing import duty_role_for
 from telemed.services.audit import Who, record, write_entry
+from telemed.services.live_facts import read_facts_and_history
 from telemed.services.notifications import Note, queue_notes
+from telemed.services.views import view_of
 
 _WITH_STAFF = {State.WITH_CONSULTANT, State.WITH_DOCTOR}
 _WAITING = {State.WAITING_CONSULTANT, State.WAITING_DOCTOR}
@@ -102,20 +103,6 @@ class DocumentsRequired(Conflict):
 class QueueEmpty(NotFound):
     code = "queue_empty"
     default_message = "Nobody is waiting in your queue."
-
-
-def view_of(row: Consultation) -> ConsultationView:
-    return ConsultationView(
-        id=row.id,
-        state=State(row.state),
-        kind=Kind(row.kind),
-        channel=Channel(row.channel),
-        patient_id=row.patient_id,
-        consultant_id=row.consultant_id,
-        doctor_id=row.doctor_id,
-        queue_role=Role(row.queue_role) if row.queue_role else None,
-        target_doctor_id=row.target_doctor_id,
-    )
 
 
 class ConsultationService:
@@ -323,7 +310,11 @@ class ConsultationService:
         )
         for key, value in values.items():  # the row as saved, without reading it back
             set_committed_value(row, key, value)
-        change = Change(row, move, before)
+        joins = counterpart_of(view_of(row))
+        shown = None
+        if joins is not None and joins != counterpart_of(before):
+            shown = await read_facts_and_history(session, row)
+        change = Change(row, move, before, shown)
         record_event(session, ConsultationChanged(change))
         if move.new in _WITH_STAFF and row.patient_away_since is not None:
             # A consultant or doctor is calling and the patient's page is closed: their phone.

@@ -23,8 +23,8 @@ from telemed.models import (
     table_of,
 )
 from telemed.services.chat import Message, read_history
-from telemed.services.consultations import view_of
 from telemed.services.queue import booked_with
+from telemed.services.views import view_of
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,15 @@ async def facts_and_history(
 ) -> tuple[Facts, list[Message]]:
     """The facts and the chat since `after_id`, in one read: what a new counterpart needs."""
     async with db.read() as session:
-        return await read_facts(session, row), await read_history(session, row.id, after_id)
+        return await read_facts_and_history(session, row, after_id)
+
+
+async def read_facts_and_history(
+    session: AsyncSession, row: Consultation, after_id: int = 0
+) -> tuple[Facts, list[Message]]:
+    """facts_and_history within a session the caller holds (a move that brings the patient
+    a new counterpart reads them in its own transaction: telemed/events.py's `Change.shown`)."""
+    return await read_facts(session, row), await read_history(session, row.id, after_id)
 
 
 # Built once: every connect reads them (docs/performance.md).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,7 +43,33 @@ class Note:
     role: Role = Role.PATIENT
 
 
-def notification_item(row: Notification, zone: str | None) -> dict[str, Any]:
+class Listed(Protocol):
+    """What a list entry is made of: a stored Notification, or a row being queued."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def read_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A row being queued, as `notification_item` reads it (no ORM instance built for it)."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None = None
+
+
+def notification_item(row: Listed, zone: str | None) -> dict[str, Any]:
     """An entry of the patient's list, as REST and `notification:new` give it."""
     words = compose(row.kind, row.payload, zone)
     return {
@@ -93,7 +119,8 @@ async def queue_notes(session: AsyncSession, now: datetime, notes: Sequence[Note
             }
             rows.append(row)
             if channel == APP:
-                item = notification_item(Notification(**row), zones.get(note.recipient_id))
+                queued = _Queued(row["id"], note.kind, note.payload, now)
+                item = notification_item(queued, zones.get(note.recipient_id))
                 record_event(session, UserMessage(note.recipient_id, "notification:new", item))
     if rows:
         await session.execute(_INSERT, rows)
