@@ -224,6 +224,10 @@ class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///data/telemed.db"
     echo: bool = False
     busy_timeout: Duration = timedelta(seconds=5)
+    # PostgreSQL: connections each node keeps open, and how many more a burst may open (closed
+    # again when returned). Kept open so a burst of accepts does not log in anew each time.
+    pool_size: int = Field(default=20, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> DatabaseSettings:

@@ -52,11 +52,19 @@ def _prepare_sqlite_file(url: str) -> None:
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
-    """An async engine; on SQLite with WAL, a busy timeout and foreign keys on. Statement
-    parameters are hidden from errors and logs (they hold chat text, names, phones)."""
+    """An async engine; on SQLite with WAL, a busy timeout and foreign keys on; on
+    PostgreSQL a pool of `pool_size` resident connections (SQLAlchemy's 5 churned: a burst of
+    20 consultants' accepts opened and closed ten connections each time, docs/performance.md).
+    Statement parameters are hidden from errors and logs (they hold chat text, names,
+    phones)."""
     if not settings.is_sqlite:
         return create_async_engine(
-            settings.url, echo=settings.echo, pool_pre_ping=True, hide_parameters=True
+            settings.url,
+            echo=settings.echo,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
         )
     _prepare_sqlite_file(settings.url)
     url = make_url(settings.url)
