@@ -395,7 +395,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{r.max_rate / base.max_rate:.2f}" if base.max_rate else "-",
                 f"{cpu * 1e6:.0f} us",
                 f"{ratio:.1f}x",
-                f"{r.connect_s:.1f} s",
+                f"{r.connect_s:.2f} s",
             )
         )
     print()
