@@ -562,20 +562,8 @@ _CLEAR_AWAY = (  # Core: the rows are read afresh after it, no session objects t
     .values(patient_away_since=None, patient_seen_at=bindparam("seen_at"))
     .returning(_CONSULTATIONS.c.patient_id, _CONSULTATIONS.c.id)
 )
-_OPEN_FOR_PATIENT = select(Consultation).where(
-    Consultation.patient_id == bindparam("user_id"), Consultation.state != State.CLOSED.value
-)
-_OPEN_FOR_STAFF = select(Consultation).where(
-    (
-        (Consultation.state == State.WITH_CONSULTANT.value)
-        & (Consultation.consultant_id == bindparam("user_id"))
-    )
-    | (
-        (Consultation.state == State.WITH_DOCTOR.value)
-        & (Consultation.doctor_id == bindparam("user_id"))
-    )
-)
-_OPEN_FOR_MANY = select(Consultation).where(  # the two above for many users at once
+# Open consultations of patients and of staff (those they are the counterpart of now).
+_OPEN_FOR_MANY = select(Consultation).where(
     (
         Consultation.patient_id.in_(bindparam("patients", expanding=True))
         & (Consultation.state != State.CLOSED.value)
@@ -610,8 +598,9 @@ async def clear_away_of(
 
 async def open_in(session: AsyncSession, user_id: str, role: Role) -> list[Consultation]:
     """ConsultationService.open_for within a session the caller holds."""
-    query = _OPEN_FOR_PATIENT if role is Role.PATIENT else _OPEN_FOR_STAFF
-    return list((await session.scalars(query, {"user_id": user_id})).all())
+    patient = role is Role.PATIENT
+    found = await open_of(session, {user_id} if patient else set(), set() if patient else {user_id})
+    return found.get(user_id, [])
 
 
 async def open_of(
