@@ -1,9 +1,15 @@
-"""Small helpers shared by the tests: demo people and logins through the real API."""
+"""Small helpers shared by the tests: demo people and logins through the real API, and what
+the database engine did inside a block."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import event
+
+from telemed.db import Database
 from telemed.roles import Role
 from telemed.services import insured
 from telemed.services.audit import Who
@@ -71,3 +77,19 @@ async def staff_token(running: Any, role: Role, login: str | None = None) -> tup
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def engine_events(db: Database, name: str) -> Iterator[list[tuple[Any, ...]]]:
+    """Each time the engine of `db` fires event `name` inside the block (`commit`,
+    `before_cursor_execute`, ...), the listener's arguments."""
+    fired: list[tuple[Any, ...]] = []
+
+    def record(*args: Any) -> None:
+        fired.append(args)
+
+    event.listen(db.engine.sync_engine, name, record)
+    try:
+        yield fired
+    finally:
+        event.remove(db.engine.sync_engine, name, record)

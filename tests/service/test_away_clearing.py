@@ -4,11 +4,10 @@ place is kept while they are away, and coming back ends the deadline), on both b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import event, select
+from helpers import engine_events
+from sqlalchemy import select
 from test_consultations import add_patient, service
 
 from telemed.clock import ManualClock
@@ -16,21 +15,6 @@ from telemed.consultation import Channel
 from telemed.db import Database
 from telemed.models import Consultation
 from telemed.services.live_entry import AwayClearing
-
-
-@contextmanager
-def counting_commits(db: Database) -> Iterator[list[object]]:
-    """The transactions committed on `db` inside the block, one entry each."""
-    commits: list[object] = []
-
-    def committed(conn: object) -> None:
-        commits.append(conn)
-
-    event.listen(db.engine.sync_engine, "commit", committed)
-    try:
-        yield commits
-    finally:
-        event.remove(db.engine.sync_engine, "commit", committed)
 
 
 async def test_r_urg_2_patients_coming_back_at_once_share_one_write_each_told_their_own(
@@ -49,7 +33,7 @@ async def test_r_urg_2_patients_coming_back_at_once_share_one_write_each_told_th
     await svc.start(present, Channel.CHAT)
     clock.advance(timedelta(minutes=2))
     clearing = AwayClearing(any_db, clock)
-    with counting_commits(any_db) as commits:
+    with engine_events(any_db, "commit") as commits:
         results = await asyncio.gather(*(clearing.clear(p) for p in [*away, present]))
 
     assert len(commits) == 1
@@ -79,7 +63,7 @@ async def test_r_urg_2_patients_arriving_during_a_write_share_the_next_one(
         await svc.start(patient, Channel.AUDIO)
         await svc.patient_away(patient)
     clearing = AwayClearing(db, clock)
-    with counting_commits(db) as commits:
+    with engine_events(db, "commit") as commits:
         first = asyncio.ensure_future(clearing.clear(patients[0]))
         await asyncio.sleep(0)  # the first write has started
         rest = await asyncio.gather(*(clearing.clear(p) for p in patients[1:]))

@@ -5,11 +5,10 @@ backends. R-CONSENT-1: a patient without the current consent is not let in."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import event, insert, update
+from helpers import engine_events
+from sqlalchemy import insert, update
 from test_consultations import add_patient, add_staff, service
 
 from telemed.clock import ManualClock
@@ -23,21 +22,6 @@ from telemed.security import new_token, token_digest
 from telemed.services.chat import HISTORY_LIMIT, ChatService, read_histories, read_history
 from telemed.services.consent import ConsentService
 from telemed.services.live_entry import Entrance, Entry
-
-
-@contextmanager
-def counting_statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements run on `db` inside the block."""
-    statements: list[str] = []
-
-    def ran(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", ran)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", ran)
 
 
 async def token_of(
@@ -118,7 +102,7 @@ async def test_r_consent_1_connects_read_together_get_what_each_would_get_alone(
     alone = Entrance(any_db, clock, batch=1)
     one_by_one = [seen(await entry_of(alone, token, after)) for token, after in asks]
     shared = Entrance(any_db, clock)
-    with counting_statements(any_db) as statements:
+    with engine_events(any_db, "before_cursor_execute") as statements:
         together = await asyncio.gather(*(entry_of(shared, t, a) for t, a in asks))
 
     assert [seen(e) for e in together] == one_by_one
