@@ -13,7 +13,9 @@ let hadSnapshot = false;
 let audio = null;
 const askedDay = new Set(); // booked items the day's list was re-read for (v1 items carry no appointment)
 
-/** Start watching (after every connect: the ack is the re-sync, QUEUE_DELTAS). */
+/** Start watching (after every connect: the ack is the re-sync, QUEUE_DELTAS). The day's
+ * list is read again too: an appointment cancelled between the page's first read and the
+ * watch (or while the socket was down) told only the consoles already watching. */
 export async function watch() {
   try {
     const ack = await s.live.request("queue:watch", {});
@@ -21,6 +23,7 @@ export async function watch() {
   } catch (err) {
     showError($("queue-error"), err);
   }
+  await loadDay();
 }
 
 export function bindQueue(live) {
